@@ -1,0 +1,144 @@
+"""AdaptiveFastfood: the trainable Fastfood layer of "Deep Fried Convnets"."""
+
+import keras
+from keras import activations
+from keras import constraints
+from keras import initializers
+from keras import regularizers
+
+from keras_fried.layers.fastfood_base import FastfoodBase
+
+
+@keras.saving.register_keras_serializable(package="keras_fried")
+class AdaptiveFastfood(FastfoodBase):
+    """Adaptive Fastfood layer, a drop-in replacement for `Dense`.
+
+    Computes `activation(V x + bias)` where `V` stacks Fastfood blocks
+
+        V_k x = scale * S_k H G_k P_k H B_k x
+
+    with `H` the Walsh-Hadamard matrix (applied by a fast transform), `S`, `G`
+    and `B` trainable diagonals and `P` a fixed random permutation. The layer
+    has `3 m d` weights (+ `units` for the bias) instead of Dense's
+    `d_in * units`, and costs `O(m d log d)` per example, where `d` is the input
+    dimension rounded up to a power of two and `m = ceil(units / d)`.
+
+    Initialisation is the non-adaptive Fastfood transform: B random signs, G
+    standard normal, `S_i = s_i / ||G||_F` with `s_i` chi-distributed with `d`
+    degrees of freedom. The constant `scale = 1 / d` makes every row of `V`
+    start with the length of a Gaussian row of variance `1 / d` (LeCun
+    scaling, like a Dense kernel), while the trainable diagonals stay of order
+    one so that adaptive optimisers (Adam, RMSprop) take sensible steps.
+
+    Inputs whose last dimension is not a power of two are zero-padded to the
+    next one; when `units > d`, independent blocks are stacked and the first
+    `units` outputs kept. Inputs of rank > 2 are transformed along the last
+    axis, like `Dense`. The transform runs in float32 under a float16 or
+    bfloat16 policy and its result is cast to the compute dtype.
+
+    Args:
+        units: Positive integer, the number of output features.
+        activation: Activation function; `None` means linear.
+        use_bias: Whether to add a bias vector.
+        bias_initializer: Initializer for the bias vector.
+        kernel_regularizer: Regularizer applied to each trainable diagonal
+            (S, G and B), the layer's counterpart of a Dense kernel.
+        bias_regularizer: Regularizer for the bias vector.
+        activity_regularizer: Regularizer for the layer's output.
+        kernel_constraint: Constraint applied to each trainable diagonal.
+        bias_constraint: Constraint for the bias vector.
+        seed: Integer seed for the random initialisation and the permutation;
+            two layers with the same seed and input size are identical.
+        **kwargs: Base layer arguments (`name`, `dtype`, `trainable`, ...).
+
+    Input shape:
+        N-D tensor with shape `(batch_size, ..., input_dim)`.
+
+    Output shape:
+        N-D tensor with shape `(batch_size, ..., units)`.
+
+    Example:
+
+    >>> model = keras.Sequential([
+    ...     keras.Input(shape=(784,)),
+    ...     AdaptiveFastfood(1024, activation="relu", seed=1),
+    ...     keras.layers.Dense(10, activation="softmax"),
+    ... ])
+    >>> model.layers[0].count_params()  # 3 * 1024 + 1024 bias
+    4096
+
+    Reference:
+        - [Yang et al., Deep Fried Convnets, ICCV 2015](https://arxiv.org/abs/1412.7149)
+        - [Le, Sarlos, Smola, Fastfood, ICML 2013](https://arxiv.org/abs/1408.3060)
+    """
+
+    # Magnitude of the stored diagonals relative to the Fastfood values; the
+    # constant scale divides it out again (see the class docstring).
+    _diagonal_magnitude = 1.0
+
+    def __init__(
+        self,
+        units,
+        activation=None,
+        use_bias=True,
+        bias_initializer="zeros",
+        kernel_regularizer=None,
+        bias_regularizer=None,
+        activity_regularizer=None,
+        kernel_constraint=None,
+        bias_constraint=None,
+        seed=None,
+        **kwargs,
+    ):
+        super().__init__(
+            units, seed=seed, activity_regularizer=activity_regularizer, **kwargs
+        )
+        self.activation = activations.get(activation)
+        self.use_bias = use_bias
+        self.bias_initializer = initializers.get(bias_initializer)
+        self.kernel_regularizer = regularizers.get(kernel_regularizer)
+        self.bias_regularizer = regularizers.get(bias_regularizer)
+        self.kernel_constraint = constraints.get(kernel_constraint)
+        self.bias_constraint = constraints.get(bias_constraint)
+        self.supports_masking = True
+
+    def build(self, input_shape):
+        magnitude = self._diagonal_magnitude
+        self._build_blocks(input_shape, trainable=True, diagonal_magnitude=magnitude)
+        self.scale = 1.0 / (self.padded_dim * magnitude**3)
+        if self.use_bias:
+            self.bias = self.add_weight(
+                name="bias",
+                shape=(self.units,),
+                initializer=self.bias_initializer,
+                regularizer=self.bias_regularizer,
+                constraint=self.bias_constraint,
+            )
+        else:
+            self.bias = None
+
+    def call(self, inputs):
+        x = keras.ops.cast(self._project(inputs), self.compute_dtype)
+        if self.bias is not None:
+            x = x + self.bias
+        return self.activation(x)
+
+    def compute_output_shape(self, input_shape):
+        return tuple(input_shape[:-1]) + (self.units,)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            {
+                "units": self.units,
+                "activation": activations.serialize(self.activation),
+                "use_bias": self.use_bias,
+                "bias_initializer": initializers.serialize(self.bias_initializer),
+                "kernel_regularizer": regularizers.serialize(self.kernel_regularizer),
+                "bias_regularizer": regularizers.serialize(self.bias_regularizer),
+                "kernel_constraint": constraints.serialize(self.kernel_constraint),
+                "bias_constraint": constraints.serialize(self.bias_constraint),
+                "seed": self.seed,
+            }
+        )
+        return config
