@@ -4,10 +4,19 @@ Adaptive Fastfood ("Deep Fried Convnets") and Fastfood random features, built on
 fast Walsh-Hadamard transform. Use the TensorFlow backend of Keras 3.
 """
 
-from keras_fried import layers
-from keras_fried import ops
-from keras_fried.layers import AdaptiveFastfood
-from keras_fried.layers import Fastfood
+import keras
+
+if keras.backend.backend() != "tensorflow":
+    raise ImportError(
+        "keras_fried runs on the TensorFlow backend of Keras 3 (TFLite and XLA "
+        "need it). Set KERAS_BACKEND=tensorflow before importing keras. "
+        f"Received: backend={keras.backend.backend()!r}"
+    )
+
+from keras_fried import layers  # noqa: E402
+from keras_fried import ops  # noqa: E402
+from keras_fried.layers import AdaptiveFastfood  # noqa: E402
+from keras_fried.layers import Fastfood  # noqa: E402
 
 __version__ = "0.1.0"
 

@@ -1,0 +1,200 @@
+"""AdaptiveFastfood against the explicit S H G P H B product, plus the Keras battery."""
+
+import keras
+import numpy as np
+import pytest
+
+from keras_fried.layers import AdaptiveFastfood
+from tests.layers import battery
+from tests.references import fastfood_matrix
+from tests.references import max_relative_error
+
+RTOL = 1e-4  # max abs error relative to the largest output, float32 layer
+
+
+def _reference(layer, x):
+    """Pad, apply the explicit stacked matrix, truncate, bias, activation."""
+    v = fastfood_matrix(
+        *[np.asarray(w, np.float64) for w in (layer.sign, layer.gaussian)],
+        np.asarray(layer.permutation),
+        np.asarray(layer.scaling, np.float64),
+        layer.scale,
+    )
+    d = layer.padded_dim
+    x = np.asarray(x, np.float64)
+    padded = np.concatenate([x, np.zeros(x.shape[:-1] + (d - x.shape[-1],))], -1)
+    y = (padded @ v.T)[..., : layer.units]
+    if layer.use_bias:
+        y = y + np.asarray(layer.bias)
+    return y
+
+
+@pytest.mark.parametrize(
+    "input_dim, units, input_shape",
+    [
+        (64, 64, (5,)),  # one full block
+        (100, 37, (5,)),  # padded input, truncated block
+        (16, 50, (5,)),  # stacked blocks: m = 4, last one truncated
+        (128, 256, (2, 3)),  # rank-3 input
+        (784, 1024, (4,)),  # the MNIST shape
+    ],
+)
+def test_matches_explicit_product(input_dim, units, input_shape):
+    rng = np.random.default_rng(input_dim)
+    x = rng.standard_normal(input_shape + (input_dim,)).astype("float32")
+    layer = AdaptiveFastfood(units, bias_initializer="random_normal", seed=7)
+    y = np.asarray(layer(x))
+    assert y.shape == input_shape + (units,)
+    assert max_relative_error(y, _reference(layer, x)) < RTOL
+
+
+def test_activation_is_applied():
+    x = np.random.default_rng(0).standard_normal((6, 32)).astype("float32")
+    linear = AdaptiveFastfood(48, seed=3)
+    relu = AdaptiveFastfood(48, activation="relu", seed=3)
+    np.testing.assert_allclose(
+        np.asarray(relu(x)), np.maximum(np.asarray(linear(x)), 0), rtol=1e-6, atol=1e-6
+    )
+
+
+def test_weights_and_count_params():
+    layer = AdaptiveFastfood(1024)
+    layer.build((None, 784))  # padded to d = 1024, m = 1
+    assert layer.count_params() == 3 * 1024 + 1024
+    assert len(layer.trainable_weights) == 4
+    stacked = AdaptiveFastfood(3000, use_bias=False)
+    stacked.build((None, 1000))  # d = 1024, m = 3
+    assert stacked.count_params() == 3 * 3 * 1024
+    perm = np.asarray(stacked.permutation)
+    assert perm.shape == (3, 1024)
+    for row in perm:
+        np.testing.assert_array_equal(np.sort(row), np.arange(1024))
+
+
+def test_initialisation_is_fastfood_with_lecun_scale():
+    layer = AdaptiveFastfood(4096, seed=0)
+    layer.build((None, 4096))
+    sign = np.asarray(layer.sign)
+    assert set(np.unique(sign)) == {-1.0, 1.0}
+    assert abs(np.asarray(layer.gaussian).std() - 1.0) < 0.03
+    # S_i = chi_d / ||G||_F is of order one; the constant scale carries 1 / d.
+    scaling = np.asarray(layer.scaling)
+    assert abs(scaling.mean() - 1.0) < 0.03 and layer.scale == 1.0 / 4096
+    # Output variance of a row of V is ||x||^2 / d, as for a LeCun-normal kernel.
+    x = np.random.default_rng(1).standard_normal((64, 4096)).astype("float32")
+    y = np.asarray(layer(x)) - np.asarray(layer.bias)
+    assert abs(y.var() / (np.square(x).sum(-1).mean() / 4096) - 1.0) < 0.1
+
+
+def test_same_seed_same_layer():
+    x = np.random.default_rng(0).standard_normal((3, 20)).astype("float32")
+    a, b, c = AdaptiveFastfood(40, seed=5), AdaptiveFastfood(40, seed=5), AdaptiveFastfood(40, seed=6)
+    np.testing.assert_array_equal(np.asarray(a(x)), np.asarray(b(x)))
+    assert not np.allclose(np.asarray(a(x)), np.asarray(c(x)))
+
+
+def test_unseeded_layers_follow_the_keras_global_seed():
+    x = np.ones((1, 8), "float32")
+    keras.utils.set_random_seed(3)
+    first = np.asarray(AdaptiveFastfood(8)(x))
+    keras.utils.set_random_seed(3)
+    np.testing.assert_array_equal(np.asarray(AdaptiveFastfood(8)(x)), first)
+
+
+def test_same_arguments_as_dense():
+    battery.dense_argument_order_holds(AdaptiveFastfood)
+
+
+def test_config_round_trip():
+    layer = AdaptiveFastfood(
+        24,
+        activation="relu",
+        use_bias=False,
+        kernel_regularizer="l2",
+        kernel_constraint="non_neg",
+        activity_regularizer="l1",
+        seed=2,
+        name="fried",
+    )
+    x = np.random.default_rng(0).standard_normal((2, 10)).astype("float32")
+    layer(x)
+    battery.config_round_trip(layer, x)
+    assert layer.get_config()["activity_regularizer"] is not None
+
+
+def test_save_and_load(tmp_path):
+    x = np.random.default_rng(0).standard_normal((3, 300)).astype("float32")
+    battery.save_load_identical(AdaptiveFastfood(700, activation="relu"), x, tmp_path)
+
+
+@pytest.mark.parametrize("jit_compile", [False, True])
+def test_training_step_lowers_loss(jit_compile):
+    battery.training_step_lowers_loss(
+        lambda: AdaptiveFastfood(64, activation="relu", seed=1), 30, jit_compile
+    )
+
+
+def test_diagonals_receive_gradients():
+    layer = AdaptiveFastfood(16, seed=0)
+    x = np.random.default_rng(0).standard_normal((4, 16)).astype("float32")
+    import tensorflow as tf
+
+    with tf.GradientTape() as tape:
+        loss = tf.reduce_sum(layer(x) ** 2)
+    grads = tape.gradient(loss, layer.trainable_weights)
+    assert all(g is not None and np.abs(np.asarray(g)).sum() > 0 for g in grads)
+
+
+def test_regularizer_and_constraint_apply_to_diagonals():
+    layer = AdaptiveFastfood(8, kernel_regularizer="l2", kernel_constraint="non_neg")
+    layer.build((None, 8))
+    assert len(layer.losses) == 3
+    assert layer.sign.constraint is not None and layer.bias.constraint is None
+
+
+@pytest.mark.parametrize("policy, rtol", [("mixed_float16", 2e-3), ("mixed_bfloat16", 1e-2)])
+def test_mixed_precision(policy, rtol):
+    x = np.random.default_rng(0).standard_normal((4, 200)).astype("float32")
+    battery.mixed_precision_close(lambda: AdaptiveFastfood(300, seed=4), x, policy, rtol)
+
+
+def test_float64_layer():
+    x = np.random.default_rng(0).standard_normal((2, 12))
+    layer = AdaptiveFastfood(12, dtype="float64", seed=1)
+    y = np.asarray(layer(x))
+    assert y.dtype == np.float64
+    assert max_relative_error(y, _reference(layer, x)) < 1e-12
+
+
+def test_masking_passes_through():
+    model = keras.Sequential(
+        [keras.Input((None, 4)), keras.layers.Masking(0.0), AdaptiveFastfood(8)]
+    )
+    mask = model.layers[-1].compute_mask(np.zeros((1, 2, 4)), np.array([[True, False]]))
+    np.testing.assert_array_equal(np.asarray(mask), [[True, False]])
+    assert model(np.ones((1, 2, 4), "float32")).shape == (1, 2, 8)
+
+
+@pytest.mark.parametrize("units", [0, -3, 2.5, None, True])
+def test_bad_units(units):
+    with pytest.raises(ValueError, match=f"argument `units`.*Received: units={units!r}"):
+        AdaptiveFastfood(units)
+
+
+def test_bad_seed():
+    with pytest.raises(ValueError, match="Received: seed='a'"):
+        AdaptiveFastfood(4, seed="a")
+
+
+def test_unknown_last_dimension():
+    with pytest.raises(ValueError, match=r"last dimension.*must be defined.*\(None, None\)"):
+        AdaptiveFastfood(4).build((None, None))
+
+
+def test_wrong_input_rank_and_size():
+    with pytest.raises(ValueError, match="rank >= 2"):
+        AdaptiveFastfood(4).build((8,))
+    layer = AdaptiveFastfood(4)
+    layer(np.ones((1, 8), "float32"))
+    with pytest.raises(ValueError, match="incompatible"):
+        layer(np.ones((1, 9), "float32"))

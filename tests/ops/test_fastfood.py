@@ -1,0 +1,50 @@
+"""keras_fried.ops.fastfood_transform against the explicit stacked matrix."""
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from keras_fried.ops import fastfood_transform
+from tests.references import fastfood_matrix
+from tests.references import max_relative_error
+
+
+def _random_blocks(m, d, rng):
+    return (
+        rng.choice([-1.0, 1.0], size=(m, d)),
+        rng.standard_normal((m, d)),
+        np.stack([rng.permutation(d) for _ in range(m)]).astype(np.int32),
+        rng.uniform(0.5, 1.5, size=(m, d)),
+    )
+
+
+@pytest.mark.parametrize("m, d, units", [(1, 2, None), (1, 64, 10), (3, 32, 70), (2, 256, None)])
+def test_matches_explicit_matrix(m, d, units):
+    rng = np.random.default_rng(d)
+    blocks = _random_blocks(m, d, rng)
+    x = rng.standard_normal((2, 3, d))
+    y = fastfood_transform(tf.constant(x), *map(tf.constant, blocks), scale=0.3, units=units)
+    expected = x @ fastfood_matrix(*blocks, scale=0.3).T
+    expected = expected[..., :units]
+    assert y.shape == expected.shape
+    assert max_relative_error(y.numpy(), expected) < 1e-12
+
+
+def test_unknown_batch_under_xla():
+    rng = np.random.default_rng(0)
+    blocks = [tf.constant(b, tf.float32 if b.dtype != np.int32 else tf.int32)
+              for b in _random_blocks(2, 16, rng)]
+    fn = tf.function(
+        lambda x: fastfood_transform(x, *blocks, units=20),
+        input_signature=[tf.TensorSpec([None, 16], tf.float32)],
+        jit_compile=True,
+    )
+    x = rng.standard_normal((5, 16)).astype(np.float32)
+    expected = x @ fastfood_matrix(*[b.numpy() for b in blocks], scale=1.0).T[:, :20]
+    assert max_relative_error(fn(x).numpy(), expected) < 1e-5
+
+
+def test_input_size_must_match_diagonals():
+    blocks = [tf.constant(b) for b in _random_blocks(1, 8, np.random.default_rng(0))]
+    with pytest.raises(ValueError, match=r"diagonals' size 8.*x.shape=\(2, 16\)"):
+        fastfood_transform(tf.zeros((2, 16), tf.float64), *blocks)

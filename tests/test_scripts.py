@@ -1,0 +1,31 @@
+"""The README's scripts run: the quickstart and a quick pass of the benchmark."""
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def _run(*args):
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
+    result = subprocess.run(
+        [sys.executable, *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=600
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    return result.stdout
+
+
+def test_quickstart_runs():
+    out = _run("examples/quickstart.py")
+    assert "AdaptiveFastfood parameters: 4,096 (Dense: 803,840)" in out
+
+
+@pytest.mark.parametrize("flags", [[], ["--jit"]])
+def test_fwht_benchmark_quick_pass(flags):
+    out = _run("benchmarks/fwht.py", "--quick", *flags)
+    # Two Markdown tables with one data row each, and no timing asserted.
+    assert out.count("| 1024 |") == 2
+    assert "fwht / copy" in out and "speedup" in out
