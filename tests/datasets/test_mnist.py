@@ -1,0 +1,62 @@
+"""The IDX reader: real MNIST when ../shared has it, and corrupt files."""
+
+import gzip
+import os
+
+import numpy as np
+import pytest
+
+from keras_fried.datasets import load_mnist_idx
+from keras_fried.datasets import read_idx
+
+MNIST_DIR = os.path.join(os.path.dirname(__file__), "..", "..", "..", "shared", "data", "mnist")
+
+
+def _write_idx(path, array, magic=0x00000803, extra=b""):
+    header = magic.to_bytes(4, "big") + b"".join(
+        int(n).to_bytes(4, "big") for n in array.shape
+    )
+    data = header + array.astype(np.uint8).tobytes() + extra
+    with (gzip.open if str(path).endswith(".gz") else open)(path, "wb") as f:
+        f.write(data)
+
+
+@pytest.mark.parametrize("name", ["images-idx3-ubyte", "images-idx3-ubyte.gz"])
+def test_round_trip(tmp_path, name):
+    images = np.arange(2 * 28 * 28).reshape(2, 28, 28) % 256
+    _write_idx(tmp_path / name, images)
+    np.testing.assert_array_equal(read_idx(tmp_path / name), images)
+
+
+def test_truncated_data(tmp_path):
+    _write_idx(tmp_path / "x", np.zeros((3, 28, 28)))
+    raw = (tmp_path / "x").read_bytes()
+    (tmp_path / "x").write_bytes(raw[:-5])
+    with pytest.raises(ValueError, match=r"corrupt or truncated.*\(3, 28, 28\)"):
+        read_idx(tmp_path / "x")
+
+
+def test_truncated_gzip_stream(tmp_path):
+    _write_idx(tmp_path / "x.gz", np.ones((50, 28, 28)))
+    raw = (tmp_path / "x.gz").read_bytes()
+    (tmp_path / "x.gz").write_bytes(raw[: len(raw) // 2])
+    with pytest.raises(ValueError, match="Could not read the IDX file"):
+        read_idx(tmp_path / "x.gz")
+
+
+def test_wrong_magic(tmp_path):
+    _write_idx(tmp_path / "x", np.zeros((2, 2)), magic=0x00000D02)
+    with pytest.raises(ValueError, match="magic=0x00000d02"):
+        read_idx(tmp_path / "x")
+
+
+def test_missing_file(tmp_path):
+    with pytest.raises(FileNotFoundError, match="train-images-idx3-ubyte"):
+        load_mnist_idx(str(tmp_path))
+
+
+@pytest.mark.skipif(not os.path.isdir(MNIST_DIR), reason="no MNIST folder beside the repo")
+def test_real_mnist():
+    (x_train, y_train), (x_test, y_test) = load_mnist_idx(MNIST_DIR)
+    assert x_train.shape == (60000, 28, 28) and x_test.shape == (10000, 28, 28)
+    assert y_train.shape == (60000,) and set(np.unique(y_test)) == set(range(10))
