@@ -1,16 +1,15 @@
 """AdaptiveFastfood: the trainable Fastfood layer of "Deep Fried Convnets"."""
 
 import keras
-from keras import activations
-from keras import constraints
-from keras import initializers
-from keras import regularizers
 
-from keras_fried.layers.fastfood_base import FastfoodBase
+from keras_fried.layers.fastfood_blocks import build_fastfood_blocks
+from keras_fried.layers.fastfood_blocks import fastfood_project
+from keras_fried.layers.structured_layer import DenseLikeLayer
+from keras_fried.layers.structured_layer import check_positive_int
 
 
 @keras.saving.register_keras_serializable(package="keras_fried")
-class AdaptiveFastfood(FastfoodBase):
+class AdaptiveFastfood(DenseLikeLayer):
     """Adaptive Fastfood layer, a drop-in replacement for `Dense`.
 
     Computes `activation(V x + bias)` where `V` stacks Fastfood blocks
@@ -25,10 +24,15 @@ class AdaptiveFastfood(FastfoodBase):
 
     Initialisation is the non-adaptive Fastfood transform: B random signs, G
     standard normal, `S_i = s_i / ||G||_F` with `s_i` chi-distributed with `d`
-    degrees of freedom. The constant `scale = 1 / d` makes every row of `V`
-    start with the length of a Gaussian row of variance `1 / d` (LeCun
-    scaling, like a Dense kernel), while the trainable diagonals stay of order
-    one so that adaptive optimisers (Adam, RMSprop) take sensible steps.
+    degrees of freedom, each row of `V` having the length of a Gaussian row of
+    variance `1 / d` (LeCun scaling, like a Dense kernel). The three diagonals
+    are stored multiplied by `m = 1/32` and the constant `scale = 1 / (d m^3)`
+    divides that out again. The stored magnitude decides how fast optimizers
+    move the diagonals: at `m = 1` Adam's steps are ~0.1% of each value and
+    the layer trains no better than its frozen random version; at `m = 1/32`
+    (the size of a Dense kernel entry of a 1024-wide layer) they move like a
+    Dense kernel, while `m = 1/sqrt(d)` made SGD with momentum diverge at
+    `d = 4096` (`benchmarks/adaptivity.py` measures all three).
 
     Inputs whose last dimension is not a power of two are zero-padded to the
     next one; when `units > d`, independent blocks are stacked and the first
@@ -72,9 +76,9 @@ class AdaptiveFastfood(FastfoodBase):
         - [Le, Sarlos, Smola, Fastfood, ICML 2013](https://arxiv.org/abs/1408.3060)
     """
 
-    # Magnitude of the stored diagonals relative to the Fastfood values; the
-    # constant scale divides it out again (see the class docstring).
-    _diagonal_magnitude = 1.0
+    # Magnitude m of the stored diagonals relative to the Fastfood values; the
+    # constant scale divides m^3 out again (see the class docstring).
+    _diagonal_magnitude = 1.0 / 32
 
     def __init__(
         self,
@@ -91,54 +95,36 @@ class AdaptiveFastfood(FastfoodBase):
         **kwargs,
     ):
         super().__init__(
-            units, seed=seed, activity_regularizer=activity_regularizer, **kwargs
+            activation=activation,
+            use_bias=use_bias,
+            kernel_initializer=None,  # the Fastfood initialisation, see above
+            bias_initializer=bias_initializer,
+            kernel_regularizer=kernel_regularizer,
+            bias_regularizer=bias_regularizer,
+            activity_regularizer=activity_regularizer,
+            kernel_constraint=kernel_constraint,
+            bias_constraint=bias_constraint,
+            seed=seed,
+            **kwargs,
         )
-        self.activation = activations.get(activation)
-        self.use_bias = use_bias
-        self.bias_initializer = initializers.get(bias_initializer)
-        self.kernel_regularizer = regularizers.get(kernel_regularizer)
-        self.bias_regularizer = regularizers.get(bias_regularizer)
-        self.kernel_constraint = constraints.get(kernel_constraint)
-        self.bias_constraint = constraints.get(bias_constraint)
-        self.supports_masking = True
+        check_positive_int(units, "units")
+        self.units = units
+        self.input_spec = keras.layers.InputSpec(min_ndim=2)
 
     def build(self, input_shape):
         magnitude = self._diagonal_magnitude
-        self._build_blocks(input_shape, trainable=True, diagonal_magnitude=magnitude)
+        build_fastfood_blocks(self, input_shape, trainable=True, diagonal_magnitude=magnitude)
         self.scale = 1.0 / (self.padded_dim * magnitude**3)
-        if self.use_bias:
-            self.bias = self.add_weight(
-                name="bias",
-                shape=(self.units,),
-                initializer=self.bias_initializer,
-                regularizer=self.bias_regularizer,
-                constraint=self.bias_constraint,
-            )
-        else:
-            self.bias = None
+        self.add_bias(self.units)
 
     def call(self, inputs):
-        x = keras.ops.cast(self._project(inputs), self.compute_dtype)
-        if self.bias is not None:
-            x = x + self.bias
-        return self.activation(x)
+        return self.finish(fastfood_project(self, inputs))
 
     def compute_output_shape(self, input_shape):
         return tuple(input_shape[:-1]) + (self.units,)
 
     def get_config(self):
         config = super().get_config()
-        config.update(
-            {
-                "units": self.units,
-                "activation": activations.serialize(self.activation),
-                "use_bias": self.use_bias,
-                "bias_initializer": initializers.serialize(self.bias_initializer),
-                "kernel_regularizer": regularizers.serialize(self.kernel_regularizer),
-                "bias_regularizer": regularizers.serialize(self.bias_regularizer),
-                "kernel_constraint": constraints.serialize(self.kernel_constraint),
-                "bias_constraint": constraints.serialize(self.bias_constraint),
-                "seed": self.seed,
-            }
-        )
+        del config["kernel_initializer"]  # not an argument of this layer
+        config["units"] = self.units
         return config

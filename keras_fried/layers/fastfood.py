@@ -5,13 +5,17 @@ import math
 import keras
 from keras import ops
 
-from keras_fried.layers.fastfood_base import FastfoodBase
+from keras_fried.layers.fastfood_blocks import build_fastfood_blocks
+from keras_fried.layers.fastfood_blocks import fastfood_project
+from keras_fried.layers.structured_layer import StructuredLayer
+from keras_fried.layers.structured_layer import check_positive_int
+from keras_fried.layers.structured_layer import check_seed
 
 OUTPUT_MODES = ("fourier", "linear")
 
 
 @keras.saving.register_keras_serializable(package="keras_fried")
-class Fastfood(FastfoodBase):
+class Fastfood(StructuredLayer):
     """Non-adaptive Fastfood transform (all randomness fixed).
 
     Stacks Fastfood blocks
@@ -64,7 +68,9 @@ class Fastfood(FastfoodBase):
 
     def __init__(self, units, sigma=1.0, output_mode="fourier", seed=None, **kwargs):
         kwargs.setdefault("trainable", False)
-        super().__init__(units, seed=seed, **kwargs)
+        super().__init__(**kwargs)
+        check_positive_int(units, "units")
+        check_seed(seed)
         if isinstance(sigma, bool) or not isinstance(sigma, (int, float)) or not sigma > 0:
             raise ValueError(
                 "Received an invalid value for argument `sigma`, expected a "
@@ -75,15 +81,18 @@ class Fastfood(FastfoodBase):
                 "Received an invalid value for argument `output_mode`, expected "
                 f"one of {OUTPUT_MODES}. Received: output_mode={output_mode!r}"
             )
+        self.units = units
         self.sigma = float(sigma)
         self.output_mode = output_mode
+        self.seed = seed
+        self.input_spec = keras.layers.InputSpec(min_ndim=2)
 
     def build(self, input_shape):
-        self._build_blocks(input_shape, trainable=False)
+        build_fastfood_blocks(self, input_shape, trainable=False)
         self.scale = 1.0 / (self.sigma * math.sqrt(self.padded_dim))
 
     def call(self, inputs):
-        projection = self._project(inputs)
+        projection = fastfood_project(self, inputs)
         if self.output_mode == "fourier":
             norm = math.sqrt(1.0 / self.units)
             projection = norm * ops.concatenate(

@@ -1,8 +1,25 @@
 """The transforms behind keras_fried's layers, as TensorFlow functions."""
 
+from keras_fried.ops.circulant import circulant_matmul
+from keras_fried.ops.circulant import circulant_matmul_dft
 from keras_fried.ops.fastfood import fastfood_transform
 from keras_fried.ops.fwht import fwht
 from keras_fried.ops.fwht import hadamard_factors
 from keras_fried.ops.fwht import next_power_of_two
+from keras_fried.ops.sketch import hashed_weight_tables
+from keras_fried.ops.sketch import sign_sketch
+from keras_fried.ops.sketch import sketch_conv2d
+from keras_fried.ops.sketch import sketch_dense
 
-__all__ = ["fastfood_transform", "fwht", "hadamard_factors", "next_power_of_two"]
+__all__ = [
+    "circulant_matmul",
+    "circulant_matmul_dft",
+    "fastfood_transform",
+    "fwht",
+    "hadamard_factors",
+    "hashed_weight_tables",
+    "next_power_of_two",
+    "sign_sketch",
+    "sketch_conv2d",
+    "sketch_dense",
+]

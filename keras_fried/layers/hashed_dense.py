@@ -1,0 +1,114 @@
+"""HashedDense: the HashedNets layer of Chen et al. (2015)."""
+
+import random
+
+import keras
+from keras import ops
+
+from keras_fried import ops as fried_ops
+from keras_fried.layers.structured_layer import DenseLikeLayer
+from keras_fried.layers.structured_layer import check_last_dim
+from keras_fried.layers.structured_layer import check_positive_int
+
+
+@keras.saving.register_keras_serializable(package="keras_fried")
+class HashedDense(DenseLikeLayer):
+    """HashedNets layer: a Dense kernel whose entries share `num_buckets` weights.
+
+    The virtual kernel is `W_ij = xi(i, j) w[h(i, j)]` with `h` a hash of
+    `(i, j)` into `num_buckets` buckets and `xi` a +-1 sign hash; `w` is
+    trainable, so the layer has `num_buckets` (+ `units` bias) parameters. The
+    hashes are functions of `(i, j, seed)`, recomputed at build time and never
+    stored. `seed=None` draws a seed when the layer is created (from Keras's
+    global seed, set by `keras.utils.set_random_seed`) and keeps it in the
+    config, so that a saved model rebuilds the same hash.
+
+    The product itself is a dense `x W` (HashedNets saves storage, not
+    compute): `W` is gathered from `w` in every call.
+
+    Args:
+        units: Positive integer, output size.
+        num_buckets: Positive integer `K`, the number of free weights.
+        activation, use_bias, bias_initializer, bias_regularizer,
+        activity_regularizer, bias_constraint: as for `Dense`.
+        kernel_initializer: Initializer of `w`, drawn as an
+            `(input_dim, ceil(num_buckets / input_dim))` kernel and flattened,
+            so that the default `"lecun_normal"` gives the virtual kernel the
+            variance `1 / input_dim` of a LeCun-initialised Dense kernel.
+        kernel_regularizer, kernel_constraint: applied to `w`.
+        seed: Integer seed of the hash and the initialisation.
+        **kwargs: Base layer arguments.
+
+    Reference:
+        - [Chen et al., Compressing neural networks with the hashing trick,
+          ICML 2015](https://arxiv.org/abs/1504.04788)
+    """
+
+    def __init__(
+        self,
+        units,
+        num_buckets,
+        activation=None,
+        use_bias=True,
+        kernel_initializer="lecun_normal",
+        bias_initializer="zeros",
+        kernel_regularizer=None,
+        bias_regularizer=None,
+        activity_regularizer=None,
+        kernel_constraint=None,
+        bias_constraint=None,
+        seed=None,
+        **kwargs,
+    ):
+        if seed is None:
+            seed = random.randint(0, 2**31 - 1)  # seeded by keras.utils.set_random_seed
+        super().__init__(
+            activation=activation,
+            use_bias=use_bias,
+            kernel_initializer=kernel_initializer,
+            bias_initializer=bias_initializer,
+            kernel_regularizer=kernel_regularizer,
+            bias_regularizer=bias_regularizer,
+            activity_regularizer=activity_regularizer,
+            kernel_constraint=kernel_constraint,
+            bias_constraint=bias_constraint,
+            seed=seed,
+            **kwargs,
+        )
+        check_positive_int(units, "units")
+        check_positive_int(num_buckets, "num_buckets")
+        self.units = units
+        self.num_buckets = num_buckets
+        self.input_spec = keras.layers.InputSpec(min_ndim=2)
+
+    def build(self, input_shape):
+        d1 = self.input_dim = check_last_dim(input_shape, self.name)
+        index, sign = fried_ops.hashed_weight_tables(d1, self.units, self.num_buckets, self.seed)
+        self.bucket_index = ops.convert_to_tensor(index)
+        self.bucket_sign = ops.convert_to_tensor(sign)
+        initializer = self.seeded(self.kernel_initializer, 0)
+        columns = -(-self.num_buckets // d1)
+
+        def draw_buckets(shape, dtype):
+            # Drawn as a (input_dim, columns) kernel, so that fan-in based
+            # initializers see the fan-in of the virtual kernel.
+            return ops.reshape(initializer((d1, columns), dtype), (-1,))[: shape[0]]
+
+        self.w = self.add_kernel("w", (self.num_buckets,), initializer=draw_buckets)
+        self.add_bias(self.units)
+        self.input_spec = keras.layers.InputSpec(min_ndim=2, axes={-1: d1})
+
+    def kernel(self):
+        """The virtual `(input_dim, units)` kernel `xi(i, j) w[h(i, j)]`."""
+        return ops.take(self.w, self.bucket_index) * ops.cast(self.bucket_sign, self.w.dtype)
+
+    def call(self, inputs):
+        return self.finish(ops.matmul(inputs, ops.cast(self.kernel(), self.compute_dtype)))
+
+    def compute_output_shape(self, input_shape):
+        return tuple(input_shape[:-1]) + (self.units,)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update({"units": self.units, "num_buckets": self.num_buckets})
+        return config

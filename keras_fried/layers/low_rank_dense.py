@@ -1,0 +1,135 @@
+"""LowRankDense: a Dense layer whose kernel is a product of two thin matrices."""
+
+import keras
+import numpy as np
+from keras import ops
+
+from keras_fried.layers.structured_layer import DenseLikeLayer
+from keras_fried.layers.structured_layer import check_last_dim
+from keras_fried.layers.structured_layer import check_positive_int
+
+
+@keras.saving.register_keras_serializable(package="keras_fried")
+class LowRankDense(DenseLikeLayer):
+    """Low-rank Dense layer: `activation(x U V + bias)`, the papers' SVD baseline.
+
+    `U` is `(input_dim, rank)` and `V` is `(rank, units)`, both trainable:
+    `rank * (input_dim + units)` parameters (+ `units` bias) instead of
+    `input_dim * units`. Build one from a trained `Dense` layer with
+    `LowRankDense.from_dense(dense, rank)` (truncated SVD, the "SVD-half" /
+    "SVD-quarter" rows of Deep Fried Convnets), then fine-tune if needed.
+
+    Args:
+        units: Positive integer, output size.
+        rank: Positive integer, at most `min(input_dim, units)`.
+        activation, use_bias, bias_initializer, bias_regularizer,
+        activity_regularizer, bias_constraint: as for `Dense`.
+        kernel_initializer: Initializer of `U` and `V`. The default
+            `"lecun_normal"` gives `U` variance `1 / input_dim` and `V`
+            variance `1 / rank`, so `x U V` has the output variance of a
+            LeCun-initialised Dense layer.
+        kernel_regularizer, kernel_constraint: applied to `U` and `V`.
+        seed: Integer seed for the initialisation.
+        **kwargs: Base layer arguments.
+
+    Example:
+
+    >>> dense = keras.layers.Dense(500)
+    >>> _ = dense(keras.ops.ones((1, 800)))
+    >>> LowRankDense.from_dense(dense, rank=100).count_params()
+    130500
+    """
+
+    def __init__(
+        self,
+        units,
+        rank,
+        activation=None,
+        use_bias=True,
+        kernel_initializer="lecun_normal",
+        bias_initializer="zeros",
+        kernel_regularizer=None,
+        bias_regularizer=None,
+        activity_regularizer=None,
+        kernel_constraint=None,
+        bias_constraint=None,
+        seed=None,
+        **kwargs,
+    ):
+        super().__init__(
+            activation=activation,
+            use_bias=use_bias,
+            kernel_initializer=kernel_initializer,
+            bias_initializer=bias_initializer,
+            kernel_regularizer=kernel_regularizer,
+            bias_regularizer=bias_regularizer,
+            activity_regularizer=activity_regularizer,
+            kernel_constraint=kernel_constraint,
+            bias_constraint=bias_constraint,
+            seed=seed,
+            **kwargs,
+        )
+        check_positive_int(units, "units")
+        check_positive_int(rank, "rank")
+        self.units = units
+        self.rank = rank
+        self.input_spec = keras.layers.InputSpec(min_ndim=2)
+
+    def build(self, input_shape):
+        d1 = self.input_dim = check_last_dim(input_shape, self.name)
+        if self.rank > min(d1, self.units):
+            raise ValueError(
+                "Received an invalid value for argument `rank`, expected at most "
+                f"min(input_dim, units) = {min(d1, self.units)}. Received: "
+                f"rank={self.rank}, input_dim={d1}, units={self.units}"
+            )
+        self.u = self.add_kernel("u", (d1, self.rank), offset=0)
+        self.v = self.add_kernel("v", (self.rank, self.units), offset=1)
+        self.add_bias(self.units)
+        self.input_spec = keras.layers.InputSpec(min_ndim=2, axes={-1: d1})
+
+    def call(self, inputs):
+        return self.finish(ops.matmul(ops.matmul(inputs, self.u), self.v))
+
+    def compute_output_shape(self, input_shape):
+        return tuple(input_shape[:-1]) + (self.units,)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update({"units": self.units, "rank": self.rank})
+        return config
+
+    @classmethod
+    def from_dense(cls, dense, rank, **kwargs):
+        """A LowRankDense holding the rank-`rank` truncated SVD of a built Dense.
+
+        `U = U_r sqrt(S_r)`, `V = sqrt(S_r) V_r^T`, so `U V` is the best
+        rank-`rank` approximation of the kernel; bias, activation and the
+        regularizers and constraints are copied. `kwargs` override arguments.
+        """
+        if not isinstance(dense, keras.layers.Dense) or not dense.built:
+            raise ValueError(
+                "`dense` must be a built keras.layers.Dense layer. "
+                f"Received: dense={dense!r}"
+            )
+        config = dense.get_config()
+        arguments = {
+            key: config[key]
+            for key in (
+                "activation", "use_bias", "bias_initializer", "kernel_regularizer",
+                "bias_regularizer", "activity_regularizer", "kernel_constraint",
+                "bias_constraint", "dtype",
+            )
+            if key in config
+        }
+        arguments.update(kwargs)
+        layer = cls(dense.units, rank, **arguments)
+        kernel = np.asarray(ops.convert_to_numpy(dense.kernel), np.float64)
+        layer.build((None, kernel.shape[0]))
+        left, singular, right = np.linalg.svd(kernel, full_matrices=False)
+        root = np.sqrt(singular[:rank])
+        weights = [left[:, :rank] * root, root[:, None] * right[:rank]]
+        if dense.use_bias:
+            weights.append(ops.convert_to_numpy(dense.bias))
+        layer.set_weights(weights if layer.use_bias else weights[:2])
+        return layer

@@ -1,0 +1,110 @@
+"""circulant_matmul and its builtin-op form against scipy.linalg.circulant."""
+
+import numpy as np
+import pytest
+import scipy.linalg
+import tensorflow as tf
+
+from keras_fried.ops import circulant_matmul
+from keras_fried.ops import circulant_matmul_dft
+from keras_fried.ops.circulant import dft_split
+from tests.references import max_relative_error
+
+# Tolerance: max abs error <= 1e-5 * max abs value of the float64 reference.
+RTOL = 1e-5
+DENSE_LIMIT = 4096  # above this, check a random subset of output rows
+SIZES = [2**k for k in range(1, 15)] + [3, 5, 7, 12, 100, 127, 784, 800, 1000, 1536, 10000]
+
+
+def circulant_rows(r, rows):
+    """Rows of C = scipy.linalg.circulant(r): C[i, j] = r[(i - j) mod d]."""
+    d = len(r)
+    return r[(np.asarray(rows)[:, None] - np.arange(d)[None, :]) % d]
+
+
+def _reference(x, r, rng):
+    d = len(r)
+    if d <= DENSE_LIMIT:
+        return x @ scipy.linalg.circulant(r).T, slice(None)
+    rows = np.sort(rng.choice(d, size=64, replace=False))
+    return x @ circulant_rows(r, rows).T, rows
+
+
+def test_row_reference_is_scipy_circulant():
+    r = np.arange(7.0)
+    np.testing.assert_array_equal(circulant_rows(r, np.arange(7)), scipy.linalg.circulant(r))
+
+
+@pytest.mark.parametrize("d", SIZES)
+@pytest.mark.parametrize("op", [circulant_matmul, circulant_matmul_dft])
+def test_matches_explicit_circulant(op, d):
+    rng = np.random.default_rng(d)
+    x = rng.standard_normal((3, d)).astype(np.float32)
+    r = rng.standard_normal(d).astype(np.float32)
+    y = op(x, r).numpy()
+    expected, rows = _reference(x.astype(np.float64), r.astype(np.float64), rng)
+    assert y.shape == x.shape and y.dtype == np.float32
+    assert max_relative_error(y[:, rows], expected) < RTOL
+
+
+@pytest.mark.parametrize("d", [2, 12, 100, 1024, 1000])
+def test_builtin_form_agrees_with_fft_form(d):
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((2, 3, d)).astype(np.float32)
+    r = rng.standard_normal(d).astype(np.float32)
+    assert max_relative_error(circulant_matmul_dft(x, r), circulant_matmul(x, r)) < RTOL
+
+
+@pytest.mark.parametrize("op", [circulant_matmul, circulant_matmul_dft])
+@pytest.mark.parametrize("d", [6, 64])
+def test_gradients_match_dense_reference(op, d):
+    rng = np.random.default_rng(1)
+    x = tf.constant(rng.standard_normal((4, d)))
+    r = tf.constant(rng.standard_normal(d))
+    weights = rng.standard_normal((4, d))
+    with tf.GradientTape(persistent=True) as tape:
+        tape.watch([x, r])
+        loss = tf.reduce_sum(op(x, r) * weights)
+    c = scipy.linalg.circulant(r.numpy())
+    # loss = sum(w * (x C^T)): dL/dx = w C, dL/dr_m = sum_{b,i,j: i-j=m} w_bi x_bj.
+    grad_r = np.zeros(d)
+    for i in range(d):
+        for j in range(d):
+            grad_r[(i - j) % d] += np.sum(weights[:, i] * x.numpy()[:, j])
+    assert max_relative_error(tape.gradient(loss, x), weights @ c) < 1e-10
+    assert max_relative_error(tape.gradient(loss, r), grad_r) < 1e-10
+
+
+@pytest.mark.parametrize("op", [circulant_matmul, circulant_matmul_dft])
+def test_jit_compile_with_unknown_batch(op):
+    fn = tf.function(
+        lambda x, r: op(x, r),
+        input_signature=[tf.TensorSpec([None, 24]), tf.TensorSpec([24])],
+        jit_compile=True,
+    )
+    rng = np.random.default_rng(2)
+    x = rng.standard_normal((5, 24)).astype(np.float32)
+    r = rng.standard_normal(24).astype(np.float32)
+    expected = x @ scipy.linalg.circulant(r).T
+    assert max_relative_error(fn(x, r).numpy(), expected) < RTOL
+
+
+@pytest.mark.parametrize("dtype", ["float16", "bfloat16", "float64"])
+def test_dtypes(dtype):
+    rng = np.random.default_rng(3)
+    x, r = rng.standard_normal((2, 16)), rng.standard_normal(16)
+    y = circulant_matmul(tf.constant(x, dtype), tf.constant(r, dtype))
+    assert y.dtype == tf.as_dtype(dtype)
+
+
+def test_dft_split():
+    assert dft_split(1024) == (32, 32)
+    assert dft_split(1000) == (25, 40)
+    assert dft_split(127) == (1, 127)
+
+
+def test_bad_shapes():
+    with pytest.raises(ValueError, match=r"must match the length of `r`.*\(2, 8\).*\(7,\)"):
+        circulant_matmul(np.zeros((2, 8), np.float32), np.zeros(7, np.float32))
+    with pytest.raises(ValueError, match="`r` must be a vector"):
+        circulant_matmul_dft(np.zeros((2, 8), np.float32), np.zeros((1, 8), np.float32))
