@@ -31,8 +31,8 @@ class AdaptiveFastfood(DenseLikeLayer):
     move the diagonals: at `m = 1` Adam's steps are ~0.1% of each value and
     the layer trains no better than its frozen random version; at `m = 1/32`
     (the size of a Dense kernel entry of a 1024-wide layer) they move like a
-    Dense kernel, while `m = 1/sqrt(d)` made SGD with momentum diverge at
-    `d = 4096` (`benchmarks/adaptivity.py` measures all three).
+    Dense kernel, and at `m = 1/64` SGD with momentum (lr 0.01) diverged
+    (`benchmarks/adaptivity.py` measures all three).
 
     Inputs whose last dimension is not a power of two are zero-padded to the
     next one; when `units > d`, independent blocks are stacked and the first
