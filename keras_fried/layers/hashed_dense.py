@@ -39,6 +39,14 @@ class HashedDense(DenseLikeLayer):
         seed: Integer seed of the hash and the initialisation.
         **kwargs: Base layer arguments.
 
+    Example:
+
+    >>> layer = HashedDense(500, num_buckets=50_000, seed=0)
+    >>> layer(keras.ops.ones((2, 800))).shape
+    TensorShape([2, 500])
+    >>> layer.count_params()  # 50,000 shared weights + 500 biases
+    50500
+
     Reference:
         - [Chen et al., Compressing neural networks with the hashing trick,
           ICML 2015](https://arxiv.org/abs/1504.04788)

@@ -38,6 +38,10 @@ class LowRankDense(DenseLikeLayer):
     >>> _ = dense(keras.ops.ones((1, 800)))
     >>> LowRankDense.from_dense(dense, rank=100).count_params()
     130500
+
+    Reference:
+        - [Yang et al., Deep Fried Convnets, ICCV 2015](https://arxiv.org/abs/1412.7149)
+          (the SVD baselines of Table 1)
     """
 
     def __init__(
