@@ -60,3 +60,39 @@ def test_real_mnist():
     (x_train, y_train), (x_test, y_test) = load_mnist_idx(MNIST_DIR)
     assert x_train.shape == (60000, 28, 28) and x_test.shape == (10000, 28, 28)
     assert y_train.shape == (60000,) and set(np.unique(y_test)) == set(range(10))
+
+
+def _fake_mnist_folder(folder, train=64, test=32):
+    rng = np.random.default_rng(0)
+    for stem, n in (("train", train), ("t10k", test)):
+        _write_idx(folder / f"{stem}-images-idx3-ubyte.gz", rng.integers(0, 256, (n, 28, 28)))
+        _write_idx(folder / f"{stem}-labels-idx1-ubyte.gz", rng.integers(0, 10, n), magic=0x00000801)
+    return str(folder)
+
+
+def test_load_mnist_pipelines(tmp_path):
+    from keras_fried.datasets import load_mnist
+
+    train, test, info = load_mnist(_fake_mnist_folder(tmp_path), batch_size=16, train_limit=40)
+    assert info == {"train_examples": 40, "test_examples": 32, "source": str(tmp_path)}
+    images, labels = next(iter(train))
+    assert images.shape == (16, 28, 28, 1) and images.dtype == "float32"
+    assert labels.dtype == "int32" and float(images.numpy().max()) <= 1.0
+    assert sum(int(b[0].shape[0]) for b in test) == 32
+    # Shuffling is reproducible from the seed.
+    first = [b[1].numpy().tolist() for b in load_mnist(str(tmp_path), 16, seed=3)[0]]
+    again = [b[1].numpy().tolist() for b in load_mnist(str(tmp_path), 16, seed=3)[0]]
+    assert first == again
+
+
+def test_offline_without_folder_says_how_to_fix(monkeypatch):
+    import tensorflow_datasets as tfds
+
+    from keras_fried.datasets import load_mnist
+
+    def offline(*args, **kwargs):
+        raise ConnectionError("Failed to establish a new connection")
+
+    monkeypatch.setattr(tfds, "load", offline)
+    with pytest.raises(RuntimeError, match=r"are you offline\?.*--data-dir.*Failed to establish"):
+        load_mnist(None)

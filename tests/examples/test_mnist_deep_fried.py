@@ -1,0 +1,51 @@
+"""The main job's --quick smoke run, on a small slice of MNIST."""
+
+import json
+import os
+import subprocess
+import sys
+
+from tests.datasets.test_mnist import MNIST_DIR
+from tests.datasets.test_mnist import _fake_mnist_folder
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+def _run(*args):
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
+    return subprocess.run(
+        [sys.executable, "examples/mnist_deep_fried.py", *args],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=600,
+    )
+
+
+def test_quick_run_writes_table_json_and_plot(tmp_path):
+    data_dir = MNIST_DIR if os.path.isdir(MNIST_DIR) else _fake_mnist_folder(tmp_path)
+    out = tmp_path / "out"
+    result = _run("--quick", "--data-dir", data_dir, "--out", str(out), "--verbose", "2")
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "| adaptive-fastfood-1024 |" in result.stdout and "paper error" in result.stdout
+    saved = json.loads((out / "results.json").read_text())
+    rows = {r["model"]: r for r in saved["results"]}
+    assert set(rows) == {
+        "reference", "fastfood-1024", "fastfood-2048", "adaptive-fastfood-1024", "adaptive-fastfood-2048"
+    }
+    assert rows["adaptive-fastfood-1024"]["params"] == 39_916  # <= 40,000
+    assert rows["reference"]["params"] == 431_080
+    assert saved["args"]["epochs"] == 1
+    assert (out / "error_vs_params.png").stat().st_size > 10_000
+    assert (out / "results.md").read_text().startswith("| model |")
+
+
+def test_dropout_and_model_choice(tmp_path):
+    out = tmp_path / "out"
+    result = _run("--quick", "--data-dir", _fake_mnist_folder(tmp_path), "--out", str(out),
+                  "--models", "adaptive-fastfood-1024", "--dropout", "--verbose", "0")
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "| adaptive-fastfood-1024 + dropout |" in result.stdout
+
+
+def test_bad_data_dir_is_a_clear_error(tmp_path):
+    result = _run("--quick", "--data-dir", str(tmp_path), "--out", str(tmp_path / "o"))
+    assert result.returncode != 0
+    assert "train-images-idx3-ubyte" in result.stderr and "Traceback" not in result.stderr
