@@ -91,6 +91,10 @@ def train_one(name, args, train, test, steps_per_epoch):
     model.fit(train, epochs=args.epochs, validation_data=test, verbose=args.verbose)
     seconds = time.time() - start
     _, accuracy = model.evaluate(test, verbose=0)
+    if args.save_models:
+        # For tflite/export_mnist.py: the trained model, named after its row.
+        suffix = "-dropout" if args.dropout else ""
+        model.save(os.path.join(args.out, f"{name}{suffix}.keras"))
     report = keras_fried.summary(model, print_fn=None)
     fc = [r for r in report["rows"] if r["name"] in ("fc", "classifier")]
     return {
@@ -161,6 +165,8 @@ def parse_args(argv):
     parser.add_argument("--out", default="results/mnist_deep_fried")
     parser.add_argument("--quick", action="store_true",
                         help="smoke run: 2,000 training and 1,000 test images, one epoch")
+    parser.add_argument("--save-models", action="store_true",
+                        help="also save every trained model as <out>/<model>.keras")
     parser.add_argument("--verbose", type=int, default=1, help="Keras fit verbosity (1: progress bars)")
     args = parser.parse_args(argv)
     for name in ("epochs", "batch_size"):
@@ -184,6 +190,7 @@ def main(argv=None):
     print(f"MNIST from {info['source']}: {info['train_examples']:,} training and "
           f"{info['test_examples']:,} test images; {args.epochs} epochs, batch {args.batch_size}.")
     start = time.time()
+    os.makedirs(args.out, exist_ok=True)
     results = [train_one(name, args, train, test, steps) for name in args.models]
     table = markdown(results)
     os.makedirs(args.out, exist_ok=True)

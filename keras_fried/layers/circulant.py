@@ -109,7 +109,7 @@ class Circulant(DenseLikeLayer):
         if self.size != self.input_dim:
             x = ops.pad(x, [[0, 0]] * (len(x.shape) - 1) + [[0, self.size - self.input_dim]])
         x = x * ops.cast(self.signs, work_dtype)
-        y = fried_ops.circulant_matmul(x, ops.cast(self.r, work_dtype))
+        y = fried_ops.circulant_product(x, ops.cast(self.r, work_dtype))
         return self.finish(y[..., : self.units])
 
     def compute_output_shape(self, input_shape):

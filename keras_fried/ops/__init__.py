@@ -1,7 +1,9 @@
 """The transforms behind keras_fried's layers, as TensorFlow functions."""
 
+from keras_fried.ops.circulant import builtin_ops_only
 from keras_fried.ops.circulant import circulant_matmul
 from keras_fried.ops.circulant import circulant_matmul_dft
+from keras_fried.ops.circulant import circulant_product
 from keras_fried.ops.fastfood import fastfood_transform
 from keras_fried.ops.fwht import fwht
 from keras_fried.ops.fwht import hadamard_factors
@@ -12,8 +14,10 @@ from keras_fried.ops.sketch import sketch_conv2d
 from keras_fried.ops.sketch import sketch_dense
 
 __all__ = [
+    "builtin_ops_only",
     "circulant_matmul",
     "circulant_matmul_dft",
+    "circulant_product",
     "fastfood_transform",
     "fwht",
     "hadamard_factors",

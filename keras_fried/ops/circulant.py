@@ -1,10 +1,37 @@
 """Circulant products: with the FFT, and with builtin-op matrix products (TFLite)."""
 
+import contextlib
 import functools
 import math
+import threading
 
 import numpy as np
 import tensorflow as tf
+
+
+_state = threading.local()
+
+
+@contextlib.contextmanager
+def builtin_ops_only():
+    """Within this context, `circulant_product` uses the builtin-op DFT form.
+
+    TFLite has no builtin inverse FFT; the conversion module traces models
+    inside this context so that they convert with builtin ops only.
+    """
+    previous = getattr(_state, "builtin_only", False)
+    _state.builtin_only = True
+    try:
+        yield
+    finally:
+        _state.builtin_only = previous
+
+
+def circulant_product(x, r):
+    """`circulant_matmul`, or `circulant_matmul_dft` inside `builtin_ops_only()`."""
+    if getattr(_state, "builtin_only", False):
+        return circulant_matmul_dft(x, r)
+    return circulant_matmul(x, r)
 
 
 def _work_dtype(dtype):

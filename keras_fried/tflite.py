@@ -1,0 +1,245 @@
+"""Convert Keras models with keras_fried layers to TFLite (LiteRT), builtin ops only.
+
+    from keras_fried import tflite
+    flatbuffer = tflite.convert(model, quantize="int8", representative_data=x_train[:200])
+    report = tflite.verify(model, flatbuffer, x_test[:100])
+    latency = tflite.benchmark(flatbuffer)
+
+Command line: `keras-fried-tflite model.keras model.tflite --quantize int8
+--representative-data calibration.npy` (or `python -m keras_fried.tflite ...`).
+"""
+
+import argparse
+import re
+import statistics
+import sys
+import time
+
+import numpy as np
+import tensorflow as tf
+
+from keras_fried.ops import builtin_ops_only
+
+QUANTIZE_MODES = (None, "float16", "dynamic", "int8")
+
+
+def _layer_of(message, model):
+    """The model layer named in a converter error location, if any."""
+    names = sorted((layer.name for layer in model._flatten_layers(include_self=False)), key=len,
+                   reverse=True)
+    for name in names:
+        if re.search(rf"(^|/){re.escape(name)}(_\d+)?/", message):
+            return name
+    return None
+
+
+def _unsupported_op(message):
+    match = re.search(r"'tf\.(\w+)' op is neither a custom op nor a flex op", message)
+    if match:
+        return match.group(1)
+    match = re.search(r'fused\["(\w+):', message)
+    return match.group(1) if match else None
+
+
+def convert(model, quantize=None, representative_data=None):
+    """Converts `model` to a TFLite flatbuffer that uses builtin ops only.
+
+    The model is traced with `keras_fried.ops.builtin_ops_only()`, so circulant
+    products use their matrix-product DFT form; the FWHT, sketch, low-rank and
+    hashed layers already are matrix products, gathers and elementwise ops.
+    No Select-TF (Flex) op is allowed: a model that would need one raises.
+
+    Args:
+        model: A built Keras model.
+        quantize: None (float32), `"float16"` (float16 weights), `"dynamic"`
+            (int8 weights, float activations) or `"int8"` (full integer with
+            float32 input and output; needs `representative_data`). Ops with
+            no int8 kernel (e.g. COS and SIN of Fastfood's Fourier features)
+            stay in float: `verify` lists them.
+        representative_data: Array of example inputs (a few hundred) used to
+            calibrate `"int8"`.
+
+    Returns:
+        The `.tflite` flatbuffer as bytes.
+
+    Raises:
+        ValueError: For an unknown `quantize`, missing representative data, or
+            a model that needs a non-builtin op (the error names the layer and
+            the op).
+    """
+    if quantize not in QUANTIZE_MODES:
+        raise ValueError(
+            f"Received an invalid value for argument `quantize`, expected one of "
+            f"{QUANTIZE_MODES}. Received: quantize={quantize!r}"
+        )
+    if quantize == "int8" and representative_data is None:
+        raise ValueError(
+            "`quantize='int8'` needs `representative_data` (a few hundred example "
+            "inputs) to calibrate the activations. Received: representative_data=None"
+        )
+    with builtin_ops_only():
+        converter = tf.lite.TFLiteConverter.from_keras_model(model)
+        converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
+        if quantize is not None:
+            converter.optimizations = [tf.lite.Optimize.DEFAULT]
+        if quantize == "float16":
+            converter.target_spec.supported_types = [tf.float16]
+        if quantize == "int8":
+            samples = np.asarray(representative_data, dtype=np.float32)
+
+            def representative_dataset():
+                for sample in samples:
+                    yield [sample[None]]
+
+            converter.representative_dataset = representative_dataset
+            converter.target_spec.supported_ops = [
+                tf.lite.OpsSet.TFLITE_BUILTINS_INT8,
+                tf.lite.OpsSet.TFLITE_BUILTINS,
+            ]
+        try:
+            return converter.convert()
+        except Exception as error:  # ConverterError; its text holds the op and location
+            message = str(error)
+            op, layer = _unsupported_op(message), _layer_of(message, model)
+            if op is None:
+                raise
+            raise ValueError(
+                f"Layer {layer!r} needs the op {op!r}, which is not a TFLite builtin op: "
+                "the model would fail in the plain LiteRT interpreter. Replace that "
+                "layer or rewrite it with builtin ops."
+            ) from error
+
+
+def _interpreter(tflite_model, threads=1):
+    from ai_edge_litert.interpreter import Interpreter
+
+    return Interpreter(model_content=tflite_model, num_threads=threads)
+
+
+def run(tflite_model, inputs, threads=1):
+    """Runs the LiteRT interpreter on a batch of `inputs`, one example at a time."""
+    interpreter = _interpreter(tflite_model, threads)
+    input_index = interpreter.get_input_details()[0]["index"]
+    output_index = interpreter.get_output_details()[0]["index"]
+    interpreter.resize_tensor_input(input_index, (1,) + tuple(np.shape(inputs)[1:]))
+    interpreter.allocate_tensors()
+    outputs = []
+    for example in np.asarray(inputs, np.float32):
+        interpreter.set_tensor(input_index, example[None])
+        interpreter.invoke()
+        outputs.append(interpreter.get_tensor(output_index)[0].copy())
+    return np.stack(outputs)
+
+
+def custom_ops(tflite_model):
+    """Names of the non-builtin (custom or Flex) operators in a flatbuffer."""
+    from tensorflow.lite.python import schema_py_generated as schema
+
+    parsed = schema.ModelT.InitFromPackedBuf(tflite_model, 0)
+    names = set()
+    for code in parsed.operatorCodes:
+        builtin = max(code.builtinCode, code.deprecatedBuiltinCode)
+        if builtin == schema.BuiltinOperator.CUSTOM:
+            custom = code.customCode
+            names.add(custom.decode() if isinstance(custom, bytes) else str(custom))
+    return sorted(names)
+
+
+def verify(model, tflite_model, inputs):
+    """Compares the interpreter with Keras on `inputs`, and lists the model's ops.
+
+    Returns:
+        A dict: `max_abs_error` (interpreter against Keras), `ops` (the
+        operator names), `non_builtin_ops` (Flex / custom ops; empty for a
+        model from `convert`), `float_ops` (ops computing in float inside a
+        quantized model: their output tensor is float32), `size_bytes`.
+    """
+    interpreter = _interpreter(tflite_model)
+    interpreter.allocate_tensors()
+    details = interpreter._get_ops_details()
+    tensors = {t["index"]: t for t in interpreter.get_tensor_details()}
+    ops = sorted({op["op_name"] for op in details})
+    non_builtin = custom_ops(tflite_model)
+    quantized = any(t["dtype"] == np.int8 for t in tensors.values())
+    float_ops = []
+    if quantized:
+        for op in details:
+            if op["op_name"] in ("QUANTIZE", "DEQUANTIZE"):
+                continue
+            outputs = [tensors[i] for i in op["outputs"] if i in tensors]
+            if any(t["dtype"] == np.float32 for t in outputs):
+                float_ops.append(op["op_name"])
+    expected = np.asarray(model(np.asarray(inputs, np.float32)))
+    actual = run(tflite_model, inputs)
+    return {
+        "max_abs_error": float(np.abs(actual - expected).max()),
+        "ops": ops,
+        "non_builtin_ops": non_builtin,
+        "float_ops": sorted(set(float_ops)),
+        "size_bytes": len(tflite_model),
+    }
+
+
+def benchmark(tflite_model, threads=1, runs=200, warmup=20):
+    """Median interpreter latency in seconds for one example (batch 1)."""
+    interpreter = _interpreter(tflite_model, threads)
+    detail = interpreter.get_input_details()[0]
+    shape = [1] + [int(s) for s in detail["shape_signature"][1:]]
+    interpreter.resize_tensor_input(detail["index"], shape)
+    interpreter.allocate_tensors()
+    example = np.random.default_rng(0).standard_normal(shape).astype(detail["dtype"])
+    interpreter.set_tensor(detail["index"], example)
+    for _ in range(warmup):
+        interpreter.invoke()
+    times = []
+    for _ in range(runs):
+        start = time.perf_counter()
+        interpreter.invoke()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(
+        prog="keras-fried-tflite",
+        description="Convert a .keras model with keras_fried layers to a builtin-ops .tflite model.",
+    )
+    parser.add_argument("model", help="input .keras file")
+    parser.add_argument("output", help="output .tflite file")
+    parser.add_argument("--quantize", choices=["float16", "dynamic", "int8"], default=None)
+    parser.add_argument("--representative-data", help=".npy file of example inputs (needed for int8)")
+    parser.add_argument("--verify-data", help=".npy file of inputs to compare Keras and LiteRT on "
+                        "(default: the representative data, else standard normal inputs)")
+    args = parser.parse_args(argv)
+
+    import keras
+
+    import keras_fried  # noqa: F401  (registers the layers for loading)
+
+    model = keras.saving.load_model(args.model)
+    representative = np.load(args.representative_data) if args.representative_data else None
+    try:
+        flatbuffer = convert(model, args.quantize, representative)
+    except ValueError as error:
+        sys.exit(f"error: {error}")
+    with open(args.output, "wb") as f:
+        f.write(flatbuffer)
+    if args.verify_data:
+        inputs = np.load(args.verify_data)[:100]
+    elif representative is not None:
+        inputs = representative[:100]
+    else:
+        shape = (16,) + tuple(model.inputs[0].shape[1:])
+        inputs = np.random.default_rng(0).standard_normal(shape).astype(np.float32)
+    report = verify(model, flatbuffer, inputs)
+    print(f"wrote {args.output}: {report['size_bytes']:,} bytes, quantize={args.quantize}")
+    print(f"max |LiteRT - Keras| on {len(inputs)} inputs: {report['max_abs_error']:.3g}")
+    print(f"ops: {', '.join(report['ops'])}")
+    print(f"non-builtin ops: {', '.join(report['non_builtin_ops']) or 'none'}")
+    if args.quantize == "int8":
+        print(f"ops left in float: {', '.join(report['float_ops']) or 'none'}")
+    print(f"latency (batch 1, 1 thread): {benchmark(flatbuffer) * 1e6:.1f} us")
+
+
+if __name__ == "__main__":
+    main()

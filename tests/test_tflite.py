@@ -1,0 +1,99 @@
+"""keras_fried.tflite: every layer converts with builtin ops and matches Keras."""
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from keras_fried import layers
+from keras_fried import tflite
+
+LAYERS = {
+    "AdaptiveFastfood": (lambda: layers.AdaptiveFastfood(128, activation="relu", seed=0), (100,)),
+    "Fastfood-fourier": (lambda: layers.Fastfood(64, sigma=4.0, seed=0), (100,)),
+    "Fastfood-linear": (lambda: layers.Fastfood(200, output_mode="linear", seed=0), (100,)),
+    "Circulant": (lambda: layers.Circulant(50, seed=0), (100,)),
+    "SketchDense": (lambda: layers.SketchDense(50, 5, 2, seed=0), (100,)),
+    "LowRankDense": (lambda: layers.LowRankDense(50, 5, seed=0), (100,)),
+    "HashedDense": (lambda: layers.HashedDense(50, 300, seed=0), (100,)),
+    "SketchConv2D": (lambda: layers.SketchConv2D(6, 3, rank=2, seed=0), (8, 8, 4)),
+}
+
+
+def _model(name):
+    make, shape = LAYERS[name]
+    return keras.Sequential([keras.Input(shape), make()]), shape
+
+
+@pytest.mark.parametrize("name", sorted(LAYERS))
+def test_float32_matches_keras_with_builtin_ops(name):
+    model, shape = _model(name)
+    inputs = np.random.default_rng(0).standard_normal((8,) + shape).astype("float32")
+    report = tflite.verify(model, tflite.convert(model), inputs)
+    assert report["non_builtin_ops"] == []
+    assert report["max_abs_error"] <= 1e-4
+    if name == "Circulant":
+        assert "FULLY_CONNECTED" in report["ops"] or "BATCH_MATMUL" in report["ops"]
+
+
+CIRCULANT_INT8 = pytest.mark.xfail(
+    strict=True,
+    reason="known defect: Circulant's DFT form converts to int8 but its output is "
+    "garbage (error as large as the output); see the issue notes",
+)
+
+
+@pytest.mark.parametrize(
+    "name, quantize",
+    [
+        pytest.param(n, q, marks=CIRCULANT_INT8) if (n, q) == ("Circulant", "int8") else (n, q)
+        for n in sorted(LAYERS)
+        for q in ("float16", "dynamic", "int8")
+    ],
+)
+def test_quantized_modes_convert_with_builtin_ops(name, quantize):
+    model, shape = _model(name)
+    rng = np.random.default_rng(1)
+    data = rng.standard_normal((64,) + shape).astype("float32")
+    flatbuffer = tflite.convert(model, quantize, representative_data=data)
+    report = tflite.verify(model, flatbuffer, data[:8])
+    assert report["non_builtin_ops"] == []
+    scale = np.abs(np.asarray(model(data[:8]))).max()
+    assert report["max_abs_error"] <= 0.2 * scale  # quantisation error, not garbage
+    if quantize == "int8" and name == "Fastfood-fourier":
+        assert {"COS", "SIN"} <= set(report["float_ops"])
+
+
+@keras.saving.register_keras_serializable(package="tests")
+class InverseFFTLayer(keras.layers.Layer):
+    def call(self, x):
+        return tf.signal.irfft(tf.signal.rfft(x))
+
+
+def test_unconvertible_op_names_layer_and_op():
+    model = keras.Sequential([keras.Input((16,)), InverseFFTLayer(name="spectral_head")])
+    with pytest.raises(ValueError, match=r"Layer 'spectral_head' needs the op 'IRFFT'"):
+        tflite.convert(model)
+
+
+def test_bad_quantize_and_missing_calibration():
+    model, _ = _model("LowRankDense")
+    with pytest.raises(ValueError, match="Received: quantize='int4'"):
+        tflite.convert(model, "int4")
+    with pytest.raises(ValueError, match="needs `representative_data`"):
+        tflite.convert(model, "int8")
+
+
+def test_benchmark_returns_a_latency():
+    model, _ = _model("AdaptiveFastfood")
+    seconds = tflite.benchmark(tflite.convert(model), runs=20, warmup=2)
+    assert 0 < seconds < 1
+
+
+def test_command_line(tmp_path):
+    model, shape = _model("AdaptiveFastfood")
+    model.save(tmp_path / "m.keras")
+    np.save(tmp_path / "calib.npy", np.random.default_rng(0).standard_normal((32,) + shape).astype("float32"))
+    tflite.main([str(tmp_path / "m.keras"), str(tmp_path / "m.tflite"), "--quantize", "int8",
+                 "--representative-data", str(tmp_path / "calib.npy")])
+    assert (tmp_path / "m.tflite").stat().st_size > 1000
