@@ -110,10 +110,18 @@ def convert(model, quantize=None, representative_data=None):
             ) from error
 
 
-def _interpreter(tflite_model, threads=1):
+def _interpreter(tflite_model, threads=1, delegates=True):
     from ai_edge_litert.interpreter import Interpreter
+    from ai_edge_litert.interpreter import OpResolverType
 
-    return Interpreter(model_content=tflite_model, num_threads=threads)
+    if delegates:  # the default XNNPACK delegate, as on a phone
+        return Interpreter(model_content=tflite_model, num_threads=threads)
+    # Without it, every op is listed by name instead of as one DELEGATE node.
+    return Interpreter(
+        model_content=tflite_model,
+        num_threads=threads,
+        experimental_op_resolver_type=OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES,
+    )
 
 
 def run(tflite_model, inputs, threads=1):
@@ -154,7 +162,7 @@ def verify(model, tflite_model, inputs):
         model from `convert`), `float_ops` (ops computing in float inside a
         quantized model: their output tensor is float32), `size_bytes`.
     """
-    interpreter = _interpreter(tflite_model)
+    interpreter = _interpreter(tflite_model, delegates=False)
     interpreter.allocate_tensors()
     details = interpreter._get_ops_details()
     tensors = {t["index"]: t for t in interpreter.get_tensor_details()}

@@ -36,21 +36,8 @@ def test_float32_matches_keras_with_builtin_ops(name):
         assert "FULLY_CONNECTED" in report["ops"] or "BATCH_MATMUL" in report["ops"]
 
 
-CIRCULANT_INT8 = pytest.mark.xfail(
-    strict=True,
-    reason="known defect: Circulant's DFT form converts to int8 but its output is "
-    "garbage (error as large as the output); see the issue notes",
-)
-
-
-@pytest.mark.parametrize(
-    "name, quantize",
-    [
-        pytest.param(n, q, marks=CIRCULANT_INT8) if (n, q) == ("Circulant", "int8") else (n, q)
-        for n in sorted(LAYERS)
-        for q in ("float16", "dynamic", "int8")
-    ],
-)
+@pytest.mark.parametrize("quantize", ["float16", "dynamic", "int8"])
+@pytest.mark.parametrize("name", sorted(LAYERS))
 def test_quantized_modes_convert_with_builtin_ops(name, quantize):
     model, shape = _model(name)
     rng = np.random.default_rng(1)
@@ -59,7 +46,10 @@ def test_quantized_modes_convert_with_builtin_ops(name, quantize):
     report = tflite.verify(model, flatbuffer, data[:8])
     assert report["non_builtin_ops"] == []
     scale = np.abs(np.asarray(model(data[:8]))).max()
-    assert report["max_abs_error"] <= 0.2 * scale  # quantisation error, not garbage
+    # Quantisation error, not garbage. Int8 Fourier features are coarser: the
+    # phase V x reaching COS / SIN is an int8 tensor (measured: ~20% of range).
+    tolerance = 0.3 if (name, quantize) == ("Fastfood-fourier", "int8") else 0.1
+    assert report["max_abs_error"] <= tolerance * scale
     if quantize == "int8" and name == "Fastfood-fourier":
         assert {"COS", "SIN"} <= set(report["float_ops"])
 

@@ -1,6 +1,6 @@
 """The transforms behind keras_fried's layers, as TensorFlow functions."""
 
-from keras_fried.ops.circulant import builtin_ops_only
+from keras_fried.ops.builtin_mode import builtin_ops_only
 from keras_fried.ops.circulant import circulant_matmul
 from keras_fried.ops.circulant import circulant_matmul_dft
 from keras_fried.ops.circulant import circulant_product

@@ -1,35 +1,17 @@
 """Circulant products: with the FFT, and with builtin-op matrix products (TFLite)."""
 
-import contextlib
 import functools
 import math
-import threading
 
 import numpy as np
 import tensorflow as tf
 
-
-_state = threading.local()
-
-
-@contextlib.contextmanager
-def builtin_ops_only():
-    """Within this context, `circulant_product` uses the builtin-op DFT form.
-
-    TFLite has no builtin inverse FFT; the conversion module traces models
-    inside this context so that they convert with builtin ops only.
-    """
-    previous = getattr(_state, "builtin_only", False)
-    _state.builtin_only = True
-    try:
-        yield
-    finally:
-        _state.builtin_only = previous
+from keras_fried.ops.builtin_mode import builtin_ops_only_active
 
 
 def circulant_product(x, r):
     """`circulant_matmul`, or `circulant_matmul_dft` inside `builtin_ops_only()`."""
-    if getattr(_state, "builtin_only", False):
+    if builtin_ops_only_active():
         return circulant_matmul_dft(x, r)
     return circulant_matmul(x, r)
 
@@ -111,8 +93,10 @@ def _dft_constants(d):
 
 
 def _left(m, x):
-    # [a, a] @ [n, a, b] for every n, as a broadcast batch product.
-    return tf.matmul(m, x)
+    # [a, a] @ [n, a, b] for every n, as a product on the last axis between
+    # transposes: int8 TFLite mishandles the broadcast batch product.
+    y = tf.matmul(tf.transpose(x, [0, 2, 1]), m, transpose_b=True)
+    return tf.transpose(y, [0, 2, 1])
 
 
 def dft_four_step(x_real, d):

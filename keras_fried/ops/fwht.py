@@ -6,6 +6,8 @@ import math
 import numpy as np
 import tensorflow as tf
 
+from keras_fried.ops.builtin_mode import builtin_ops_only_active
+
 # Largest Hadamard factor used in one matrix product. Measured on a 2-core CPU at
 # batch 256: factors of 16-32 are fastest (d = 1024 as 32 x 32, d = 4096 as
 # 16 x 16 x 16); 64 and above spend more time in multiplies than they save in passes.
@@ -53,8 +55,31 @@ def _check_last_axis(d, argument="x"):
         )
 
 
+def _factor(f, normalize, dtype):
+    h = _sylvester(f)
+    if normalize:
+        h = h / math.sqrt(f)  # the factors' scales multiply to 1/sqrt(d)
+    return tf.constant(h, dtype=dtype)
+
+
+def _fwht_kernel_transposes(x, normalize):
+    """The TFLite form: each factor on the last axis, then a rotation of axes.
+
+    For factors f1..fk, multiply the last axis by H_fk and move it to the
+    front of the feature axes; after k steps the original order is back.
+    """
+    d = x.shape[-1]
+    shape = tf.shape(x)
+    for f in reversed(hadamard_factors(d)):
+        x = tf.matmul(tf.reshape(x, [-1, f]), _factor(f, normalize, x.dtype))
+        x = tf.transpose(tf.reshape(x, [-1, d // f, f]), [0, 2, 1])
+    return tf.reshape(x, shape)
+
+
 def _fwht_kernel(x, normalize):
     """The transform in x's own dtype (float32 or float64)."""
+    if builtin_ops_only_active():
+        return _fwht_kernel_transposes(x, normalize)
     d = x.shape[-1]
     factors = hadamard_factors(d)
     shape = tf.shape(x)
@@ -64,10 +89,7 @@ def _fwht_kernel(x, normalize):
     # a [n, f, rest] view, so no transpose is ever materialised.
     rest = 1
     for f in reversed(factors):
-        h = _sylvester(f)
-        if normalize:
-            h = h / math.sqrt(f)  # the factors' scales multiply to 1/sqrt(d)
-        h = tf.constant(h, dtype=x.dtype)
+        h = _factor(f, normalize, x.dtype)
         if rest == 1:
             x = tf.matmul(tf.reshape(x, [-1, f]), h)
         else:

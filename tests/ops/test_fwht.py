@@ -148,3 +148,15 @@ def test_unknown_last_axis_raises():
 def test_scalar_raises():
     with pytest.raises(ValueError, match="at least one axis"):
         fwht(1.0)
+
+
+@pytest.mark.parametrize("log_d", [1, 5, 6, 10, 11, 13])
+def test_builtin_ops_form_matches(log_d):
+    from keras_fried.ops import builtin_ops_only
+
+    d = 2**log_d
+    x = np.random.default_rng(log_d).standard_normal((2, 3, d)).astype(np.float32)
+    with builtin_ops_only():
+        y = fwht(x, normalize=False).numpy()
+    expected, columns = _reference(x.astype(np.float64), d, np.random.default_rng(0))
+    assert max_relative_error(y[..., columns], expected) < RTOL

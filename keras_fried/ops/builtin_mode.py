@@ -1,0 +1,31 @@
+"""A switch for formulations that TFLite runs with builtin ops, int8 included."""
+
+import contextlib
+import threading
+
+_state = threading.local()
+
+
+@contextlib.contextmanager
+def builtin_ops_only():
+    """Within this context, ops trace with TFLite-friendly formulations.
+
+    The conversion module (`keras_fried.tflite`) traces models inside it:
+
+    - circulant products use their DFT form made of matrix products (TFLite has
+      no builtin inverse FFT);
+    - the FWHT applies every Hadamard factor as a product on the last axis
+      between transposes, instead of a broadcast batch product `H @ x`, whose
+      int8 BATCH_MATMUL kernel gave outputs unrelated to the float model
+      (measured with LiteRT 2.3), while TRANSPOSE + FULLY_CONNECTED quantise well.
+    """
+    previous = getattr(_state, "active", False)
+    _state.active = True
+    try:
+        yield
+    finally:
+        _state.active = previous
+
+
+def builtin_ops_only_active():
+    return getattr(_state, "active", False)
