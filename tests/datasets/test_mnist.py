@@ -96,3 +96,26 @@ def test_offline_without_folder_says_how_to_fix(monkeypatch):
     monkeypatch.setattr(tfds, "load", offline)
     with pytest.raises(RuntimeError, match=r"are you offline\?.*--data-dir.*Failed to establish"):
         load_mnist(None)
+
+
+def test_tensorflow_datasets_path(monkeypatch):
+    # What tfds.load(..., batch_size=-1, as_supervised=True) returns, without
+    # the download (no network here): (images (n, 28, 28, 1) uint8, labels).
+    import tensorflow as tf
+    import tensorflow_datasets as tfds
+
+    from keras_fried.datasets import load_mnist
+
+    calls = []
+
+    def fake_load(name, split, batch_size, as_supervised):
+        calls.append((name, tuple(split), batch_size, as_supervised))
+        make = lambda n: (tf.zeros((n, 28, 28, 1), tf.uint8), tf.range(n, dtype=tf.int64) % 10)  # noqa: E731
+        return [make(20), make(10)]
+
+    monkeypatch.setattr(tfds, "load", fake_load)
+    train, test, info = load_mnist(None, batch_size=8)
+    assert calls == [("mnist", ("train", "test"), -1, True)]
+    assert info == {"train_examples": 20, "test_examples": 10, "source": "tensorflow-datasets"}
+    images, labels = next(iter(test))
+    assert images.shape == (8, 28, 28, 1) and labels.dtype == tf.int32
