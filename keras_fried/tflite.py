@@ -10,6 +10,8 @@ Command line: `keras-fried-tflite model.keras model.tflite --quantize int8
 """
 
 import argparse
+import contextlib
+import io
 import re
 import statistics
 import sys
@@ -77,7 +79,8 @@ def convert(model, quantize=None, representative_data=None):
             "`quantize='int8'` needs `representative_data` (a few hundred example "
             "inputs) to calibrate the activations. Received: representative_data=None"
         )
-    with builtin_ops_only():
+    # The converter prints its temporary SavedModel's signature: keep it quiet.
+    with builtin_ops_only(), contextlib.redirect_stdout(io.StringIO()):
         converter = tf.lite.TFLiteConverter.from_keras_model(model)
         converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
         if quantize is not None:
