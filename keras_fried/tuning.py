@@ -1,0 +1,246 @@
+"""keras-tuner search over the number of features and the kind of structured layer.
+
+    import keras_tuner
+    from keras_fried import tuning
+
+    hypermodel = tuning.FriedHyperModel(
+        input_shape=(28, 28, 1), trunk=my_conv_trunk, head=10, max_params=50_000)
+    tuner = keras_tuner.RandomSearch(
+        hypermodel, objective="val_loss", max_trials=20, seed=0,
+        max_consecutive_failed_trials=None, directory="tuning", project_name="mnist")
+    tuner.search(x, y, validation_data=(x_val, y_val), epochs=5)
+    rows = tuning.results(tuner)                # every trial, rejected ones included
+    print(tuning.markdown(rows)); print(tuning.markdown(tuning.pareto_front(rows)))
+
+A trial whose model has more than `max_params` parameters is not trained: its
+`fit` raises `keras_tuner.errors.FailedTrialError`, so keras-tuner records it as
+failed and moves on (pass `max_consecutive_failed_trials=None` so that several
+rejections in a row do not end the search); `results` reports it as rejected.
+"""
+
+import math
+
+import keras
+import keras_tuner
+
+from keras_fried import layers as fried_layers
+
+KINDS = ("adaptive_fastfood", "fastfood", "circulant", "sketch_dense", "low_rank_dense", "dense")
+REJECTED = "rejected (over budget)"
+
+
+def _powers_of_two(low, high):
+    values = []
+    value = 1 << max(int(low) - 1, 0).bit_length()
+    while value <= high:
+        values.append(value)
+        value *= 2
+    return values
+
+
+class FriedHyperModel(keras_tuner.HyperModel):
+    """Searches a structured fully connected layer between a trunk and a head.
+
+    Hyperparameters: `kind` (one of `kinds`), `features` (powers of two in
+    `features_range`), per kind `sigma` (Fastfood bandwidth, relative to
+    `sqrt(d)`), `rank` and `num_sketches` (SketchDense, LowRankDense, as a
+    fraction of the smaller dimension), and for all `dropout` and
+    `learning_rate`. The model is `head(dropout(relu(layer(trunk(inputs)))))`,
+    compiled with Adam.
+
+    Args:
+        input_shape: Shape of one input example.
+        trunk: Callable mapping an input tensor to a feature tensor (a new
+            one per trial), or a Keras model (cloned per trial, so trials
+            never share weights); None for no trunk.
+        head: Number of classes (a softmax Dense layer and sparse
+            categorical cross-entropy), or a callable mapping the features to
+            the outputs (then pass `loss` and `metrics`).
+        max_params: Parameter budget of the whole model, or None.
+        kinds: The layer kinds to search.
+        features_range: `(low, high)` bounds of the number of features.
+        loss, metrics: For `compile`; defaults suit an integer-label classifier.
+        name: Name of the hypermodel.
+    """
+
+    def __init__(
+        self,
+        input_shape,
+        trunk=None,
+        head=10,
+        max_params=None,
+        kinds=KINDS,
+        features_range=(64, 4096),
+        loss=None,
+        metrics=None,
+        name="fried",
+    ):
+        super().__init__(name=name, tunable=True)
+        unknown = sorted(set(kinds) - set(KINDS))
+        if not kinds or unknown:
+            raise ValueError(
+                f"Received an invalid value for argument `kinds`, expected a non-empty "
+                f"subset of {KINDS}. Received: kinds={kinds!r}"
+            )
+        if max_params is not None and (not isinstance(max_params, int) or max_params <= 0):
+            raise ValueError(
+                "Received an invalid value for argument `max_params`, expected a "
+                f"positive integer or None. Received: max_params={max_params!r}"
+            )
+        low, high = features_range
+        if not 1 <= low <= high:
+            raise ValueError(
+                "Received an invalid value for argument `features_range`, expected "
+                f"1 <= low <= high. Received: features_range={features_range!r}"
+            )
+        self.input_shape = tuple(input_shape)
+        self.trunk = trunk
+        self.head = head
+        self.max_params = max_params
+        self.kinds = tuple(kinds)
+        self.features = _powers_of_two(low, high)
+        self.loss = loss or ("sparse_categorical_crossentropy" if isinstance(head, int) else None)
+        self.metrics = metrics or (["accuracy"] if isinstance(head, int) else None)
+        self.trained_trials = []  # hyperparameter values of every model fit() trained
+
+    def _trunk(self, inputs):
+        if self.trunk is None:
+            return inputs
+        if isinstance(self.trunk, keras.Model):
+            return keras.models.clone_model(self.trunk)(inputs)
+        return self.trunk(inputs)
+
+    def _structured_layer(self, hp, kind, features, input_dim):
+        smaller = min(input_dim, features)
+        with hp.conditional_scope("kind", [kind]):
+            if kind == "adaptive_fastfood":
+                return fried_layers.AdaptiveFastfood(features)
+            if kind == "fastfood":
+                relative = hp.Float("sigma", 0.5, 2.0, sampling="log")
+                d = 1 << max(input_dim - 1, 0).bit_length()
+                return fried_layers.Fastfood(features, sigma=relative * math.sqrt(d), output_mode="linear")
+            if kind == "circulant":
+                return fried_layers.Circulant(features)
+            if kind == "sketch_dense":
+                fraction = hp.Choice("sketch_rank_fraction", [1 / 32, 1 / 16, 1 / 8])
+                num_sketches = hp.Int("num_sketches", 1, 2)
+                return fried_layers.SketchDense(features, max(1, int(smaller * fraction)), num_sketches)
+            if kind == "low_rank_dense":
+                fraction = hp.Choice("rank_fraction", [1 / 32, 1 / 16, 1 / 8, 1 / 4])
+                return fried_layers.LowRankDense(features, max(1, int(smaller * fraction)))
+            return keras.layers.Dense(features)
+
+    def build(self, hp):
+        kind = hp.Choice("kind", list(self.kinds))
+        features = hp.Choice("features", self.features)
+        dropout = hp.Float("dropout", 0.0, 0.5, step=0.25)
+        learning_rate = hp.Float("learning_rate", 3e-4, 3e-3, sampling="log")
+        inputs = keras.Input(self.input_shape)
+        x = self._trunk(inputs)
+        if len(x.shape) > 2:
+            x = keras.layers.Flatten()(x)
+        x = self._structured_layer(hp, kind, features, x.shape[-1])(x)
+        x = keras.layers.ReLU()(x)
+        if dropout > 0:
+            x = keras.layers.Dropout(dropout)(x)
+        if isinstance(self.head, int):
+            outputs = keras.layers.Dense(self.head, activation="softmax")(x)
+        else:
+            outputs = self.head(x)
+        model = keras.Model(inputs, outputs, name=f"{kind}_{features}")
+        model.compile(optimizer=keras.optimizers.Adam(learning_rate), loss=self.loss, metrics=self.metrics)
+        return model
+
+    def fit(self, hp, model, *args, **kwargs):
+        params = model.count_params()
+        if self.max_params is not None and params > self.max_params:
+            # Not trained: keras-tuner records the trial as failed and moves on.
+            raise keras_tuner.errors.FailedTrialError(
+                f"{REJECTED}: {params:,} parameters > max_params={self.max_params:,}"
+            )
+        self.trained_trials.append(dict(hp.values))
+        return model.fit(*args, **kwargs)
+
+
+def results(tuner):
+    """Every trial of a finished search: hyperparameters, status, metric, parameters.
+
+    The parameter count comes from rebuilding each trial's model from its
+    hyperparameters (which is also how the best model is recovered), so
+    rejected trials have one too.
+    """
+    objective = tuner.oracle.objective.name
+    rows = []
+    for trial in sorted(tuner.oracle.trials.values(), key=lambda t: int(t.trial_id)):
+        model = tuner.hypermodel.build(trial.hyperparameters)
+        status = "trained" if trial.status == "COMPLETED" else (
+            "rejected" if REJECTED in (trial.message or "") else trial.status.lower()
+        )
+        score = trial.metrics.get_best_value(objective) if status == "trained" else None
+        accuracy = (
+            trial.metrics.get_best_value("val_accuracy")
+            if status == "trained" and trial.metrics.exists("val_accuracy") else None
+        )
+        rows.append({
+            "trial": trial.trial_id,
+            "status": status,
+            "hyperparameters": dict(trial.hyperparameters.values),
+            objective: score,
+            "val_error": None if accuracy is None else 100.0 * (1.0 - accuracy),
+            "params": model.count_params(),
+        })
+    return rows
+
+
+def pareto_front(rows):
+    """The trained trials not beaten in both validation error and parameters."""
+    trained = [r for r in rows if r["status"] == "trained" and r["val_error"] is not None]
+    front = [
+        r for r in trained
+        if not any(
+            o["params"] <= r["params"] and o["val_error"] <= r["val_error"]
+            and (o["params"] < r["params"] or o["val_error"] < r["val_error"])
+            for o in trained
+        )
+    ]
+    return sorted(front, key=lambda r: r["params"])
+
+
+def markdown(rows):
+    """A Markdown table of `results` rows."""
+    lines = ["| trial | status | kind | features | other hyperparameters | val error | params |",
+             "|---|---|---|---|---|---|---|"]
+    for r in rows:
+        hp = dict(r["hyperparameters"])
+        kind, features = hp.pop("kind"), hp.pop("features")
+        other = ", ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}" for k, v in hp.items())
+        error = "-" if r["val_error"] is None else f"{r['val_error']:.2f}%"
+        lines.append(f"| {r['trial']} | {r['status']} | {kind} | {features} | {other} | {error} | {r['params']:,} |")
+    return "\n".join(lines)
+
+
+def plot_pareto(rows, path):
+    """Validation error against parameters of the trained trials, front highlighted."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    trained = [r for r in rows if r["status"] == "trained" and r["val_error"] is not None]
+    front = pareto_front(rows)
+    figure, axes = plt.subplots(figsize=(6.5, 4.2))
+    axes.scatter([r["params"] for r in trained], [r["val_error"] for r in trained],
+                 color="C0", alpha=0.6, label="trained trials")
+    axes.plot([r["params"] for r in front], [r["val_error"] for r in front], "o-", color="C3",
+              label="Pareto front")
+    for r in front:
+        axes.annotate(f"{r['hyperparameters']['kind']} {r['hyperparameters']['features']}",
+                      (r["params"], r["val_error"]), textcoords="offset points", xytext=(4, 4), fontsize=7)
+    axes.set_xscale("log")
+    axes.set_xlabel("parameters")
+    axes.set_ylabel("validation error (%)")
+    axes.grid(True, which="both", alpha=0.3)
+    axes.legend(fontsize=8)
+    figure.tight_layout()
+    figure.savefig(path, dpi=120)
+    plt.close(figure)

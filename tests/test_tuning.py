@@ -1,0 +1,122 @@
+"""keras_fried.tuning: budgeted keras-tuner searches over structured layers."""
+
+import os
+import subprocess
+import sys
+import time
+
+import keras
+import keras_tuner
+import numpy as np
+import pytest
+
+from keras_fried import tuning
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def _data(n=256, seed=0):
+    rng = np.random.default_rng(seed)
+    x = rng.random((n, 8, 8, 1), dtype=np.float32)
+    y = (x[:, :4].mean((1, 2, 3)) > x[:, 4:].mean((1, 2, 3))).astype("int32")
+    return x, y
+
+
+def _trunk(inputs):
+    return keras.layers.Conv2D(4, 3)(inputs)  # 6 x 6 x 4 = 144 features, 40 params
+
+
+def _search(tmp_path, tuner_cls, budget=3_000, **kwargs):
+    hypermodel = tuning.FriedHyperModel(
+        input_shape=(8, 8, 1), trunk=_trunk, head=2, max_params=budget, features_range=(16, 256)
+    )
+    tuner = tuner_cls(
+        hypermodel, objective="val_accuracy", seed=1, directory=str(tmp_path),
+        project_name="t", max_consecutive_failed_trials=None, **kwargs,
+    )
+    x, y = _data()
+    tuner.search(x[:200], y[:200], validation_data=(x[200:], y[200:]), epochs=1, verbose=0)
+    return tuner, hypermodel
+
+
+def test_three_trial_search_respects_the_budget(tmp_path):
+    start = time.time()
+    tuner, hypermodel = _search(tmp_path, keras_tuner.RandomSearch, max_trials=3)
+    assert time.time() - start < 120
+    rows = tuning.results(tuner)
+    assert len(rows) == 3
+    trained = [r for r in rows if r["status"] == "trained"]
+    rejected = [r for r in rows if r["status"] == "rejected"]
+    assert len(trained) + len(rejected) == 3 and trained
+    for r in trained:
+        assert r["params"] <= 3_000 and r["val_error"] is not None
+    for r in rejected:
+        assert r["params"] > 3_000 and r["val_error"] is None
+    # Exactly the trained trials went through model.fit.
+    assert sorted(map(str, hypermodel.trained_trials)) == sorted(str(r["hyperparameters"]) for r in trained)
+    # The best model rebuilds from its hyperparameters.
+    best_hp = tuner.get_best_hyperparameters(1)[0]
+    rebuilt = hypermodel.build(best_hp)
+    assert rebuilt.count_params() == next(
+        r["params"] for r in trained if r["hyperparameters"] == best_hp.values
+    )
+
+
+def test_a_tight_budget_rejects_everything_without_training(tmp_path):
+    tuner, hypermodel = _search(tmp_path, keras_tuner.RandomSearch, budget=10, max_trials=3)
+    rows = tuning.results(tuner)
+    assert {r["status"] for r in rows} == {"rejected"} and hypermodel.trained_trials == []
+
+
+def test_results_are_reproducible_with_a_seed(tmp_path):
+    first = [r["hyperparameters"] for r in tuning.results(_search(tmp_path / "a", keras_tuner.RandomSearch, max_trials=3)[0])]
+    second = [r["hyperparameters"] for r in tuning.results(_search(tmp_path / "b", keras_tuner.RandomSearch, max_trials=3)[0])]
+    assert first == second
+
+
+@pytest.mark.parametrize(
+    "tuner_cls, kwargs",
+    [(keras_tuner.BayesianOptimization, {"max_trials": 3}), (keras_tuner.Hyperband, {"max_epochs": 2})],
+)
+def test_other_tuners(tmp_path, tuner_cls, kwargs):
+    tuner, _ = _search(tmp_path, tuner_cls, **kwargs)
+    rows = tuning.results(tuner)
+    assert rows and all(r["status"] in ("trained", "rejected") for r in rows)
+
+
+def test_pareto_front_and_markdown():
+    rows = [
+        {"trial": "0", "status": "trained", "hyperparameters": {"kind": "dense", "features": 16}, "val_error": 2.0, "params": 100},
+        {"trial": "1", "status": "trained", "hyperparameters": {"kind": "circulant", "features": 32}, "val_error": 1.0, "params": 300},
+        {"trial": "2", "status": "trained", "hyperparameters": {"kind": "dense", "features": 64}, "val_error": 1.5, "params": 400},
+        {"trial": "3", "status": "rejected", "hyperparameters": {"kind": "dense", "features": 128}, "val_error": None, "params": 900},
+    ]
+    assert [r["trial"] for r in tuning.pareto_front(rows)] == ["0", "1"]
+    table = tuning.markdown(rows)
+    assert "| 3 | rejected | dense | 128 |  | - | 900 |" in table
+
+
+def test_bad_arguments():
+    with pytest.raises(ValueError, match="Received: kinds=\\('fft',\\)"):
+        tuning.FriedHyperModel((4,), kinds=("fft",))
+    with pytest.raises(ValueError, match="Received: max_params=0"):
+        tuning.FriedHyperModel((4,), max_params=0)
+    with pytest.raises(ValueError, match="features_range"):
+        tuning.FriedHyperModel((4,), features_range=(64, 32))
+
+
+def test_example_quick_run(tmp_path):
+    from tests.datasets.test_mnist import MNIST_DIR
+    from tests.datasets.test_mnist import _fake_mnist_folder
+
+    data_dir = MNIST_DIR if os.path.isdir(MNIST_DIR) else _fake_mnist_folder(tmp_path, train=12_000)
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
+    result = subprocess.run(
+        [sys.executable, "examples/tune_mnist.py", "--quick", "--data-dir", data_dir,
+         "--out", str(tmp_path / "out"), "--verbose", "0"],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=600,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "Pareto front" in result.stdout
+    for name in ("trials.json", "trials.md", "pareto.md", "pareto.png"):
+        assert (tmp_path / "out" / name).exists()
