@@ -60,6 +60,8 @@ class FriedHyperModel(keras_tuner.HyperModel):
         kinds: The layer kinds to search.
         features_range: `(low, high)` bounds of the number of features.
         loss, metrics: For `compile`; defaults suit an integer-label classifier.
+        decay_steps: If given, the learning rate decays to zero along a cosine
+            over this many steps (set it to epochs x steps per epoch).
         name: Name of the hypermodel.
     """
 
@@ -73,6 +75,7 @@ class FriedHyperModel(keras_tuner.HyperModel):
         features_range=(64, 4096),
         loss=None,
         metrics=None,
+        decay_steps=None,
         name="fried",
     ):
         super().__init__(name=name, tunable=True)
@@ -101,6 +104,7 @@ class FriedHyperModel(keras_tuner.HyperModel):
         self.features = _powers_of_two(low, high)
         self.loss = loss or ("sparse_categorical_crossentropy" if isinstance(head, int) else None)
         self.metrics = metrics or (["accuracy"] if isinstance(head, int) else None)
+        self.decay_steps = decay_steps
         self.trained_trials = []  # hyperparameter values of every model fit() trained
 
     def _trunk(self, inputs):
@@ -148,6 +152,8 @@ class FriedHyperModel(keras_tuner.HyperModel):
         else:
             outputs = self.head(x)
         model = keras.Model(inputs, outputs, name=f"{kind}_{features}")
+        if self.decay_steps:
+            learning_rate = keras.optimizers.schedules.CosineDecay(learning_rate, self.decay_steps)
         model.compile(optimizer=keras.optimizers.Adam(learning_rate), loss=self.loss, metrics=self.metrics)
         return model
 

@@ -96,6 +96,14 @@ def test_pareto_front_and_markdown():
     assert "| 3 | rejected | dense | 128 |  | - | 900 |" in table
 
 
+def test_cosine_decay_when_asked():
+    hypermodel = tuning.FriedHyperModel((8, 8, 1), trunk=_trunk, head=2, decay_steps=100)
+    model = hypermodel.build(keras_tuner.HyperParameters())
+    assert isinstance(model.optimizer.learning_rate, keras.optimizers.schedules.CosineDecay) or (
+        isinstance(model.optimizer._learning_rate, keras.optimizers.schedules.CosineDecay)
+    )
+
+
 def test_bad_arguments():
     with pytest.raises(ValueError, match="Received: kinds=\\('fft',\\)"):
         tuning.FriedHyperModel((4,), kinds=("fft",))
