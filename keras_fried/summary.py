@@ -37,6 +37,22 @@ def _weight_bytes(layer):
     return total
 
 
+def _leaf_layers(model):
+    for layer in model._flatten_layers(include_self=False, recursive=True):
+        if layer.weights and not isinstance(layer, keras.Model):
+            yield layer
+
+
+def count_params(model):
+    """The model's parameters as keras_fried counts them.
+
+    The sum of every layer's `count_params()`: unlike `model.count_params()`,
+    it leaves out the fixed random structure of keras_fried layers (signs,
+    permutations, sketch matrices), which a seed regenerates.
+    """
+    return sum(layer.count_params() for layer in _leaf_layers(model))
+
+
 def summary(model, print_fn=print):
     """Per-layer parameters and bytes, and what each keras_fried layer saves.
 
@@ -71,11 +87,7 @@ def summary(model, print_fn=print):
             f"before its summary. Received: model={model.name!r}, built=False"
         )
     rows = []
-    for layer in model._flatten_layers(include_self=False, recursive=True):
-        if layer.weights == [] or any(layer is r["layer"] for r in rows):
-            continue
-        if isinstance(layer, keras.Model):
-            continue  # its layers are listed themselves
+    for layer in _leaf_layers(model):
         params = layer.count_params()
         replaced = _replaced_params(layer)
         rows.append({

@@ -24,6 +24,7 @@ import keras
 import keras_tuner
 
 from keras_fried import layers as fried_layers
+from keras_fried.summary import count_params
 
 KINDS = ("adaptive_fastfood", "fastfood", "circulant", "sketch_dense", "low_rank_dense", "dense")
 REJECTED = "rejected (over budget)"
@@ -56,7 +57,8 @@ class FriedHyperModel(keras_tuner.HyperModel):
         head: Number of classes (a softmax Dense layer and sparse
             categorical cross-entropy), or a callable mapping the features to
             the outputs (then pass `loss` and `metrics`).
-        max_params: Parameter budget of the whole model, or None.
+        max_params: Parameter budget of the whole model, or None; counted by
+            `keras_fried.summary.count_params` (fixed random structure excluded).
         kinds: The layer kinds to search.
         features_range: `(low, high)` bounds of the number of features.
         loss, metrics: For `compile`; defaults suit an integer-label classifier.
@@ -158,7 +160,7 @@ class FriedHyperModel(keras_tuner.HyperModel):
         return model
 
     def fit(self, hp, model, *args, **kwargs):
-        params = model.count_params()
+        params = count_params(model)
         if self.max_params is not None and params > self.max_params:
             # Not trained: keras-tuner records the trial as failed and moves on.
             raise keras_tuner.errors.FailedTrialError(
@@ -193,7 +195,7 @@ def results(tuner):
             "hyperparameters": dict(trial.hyperparameters.values),
             objective: score,
             "val_error": None if accuracy is None else 100.0 * (1.0 - accuracy),
-            "params": model.count_params(),
+            "params": count_params(model),
         })
     return rows
 

@@ -44,3 +44,12 @@ def test_rows_and_totals():
 def test_unbuilt_model_is_refused():
     with pytest.raises(ValueError, match="must be built"):
         keras_fried.summary(keras.Sequential([keras.layers.Dense(3)]))
+
+
+def test_count_params_leaves_out_the_structure():
+    from keras_fried.summary import count_params
+
+    model = _model()
+    assert count_params(model) == keras_fried.summary(model, print_fn=None)["params"]
+    # Keras's own count includes the permutation table and the fixed sketches.
+    assert model.count_params() > count_params(model)
