@@ -17,8 +17,9 @@ from keras_fried import layers  # noqa: E402
 from keras_fried import ops  # noqa: E402
 from keras_fried.layers import AdaptiveFastfood  # noqa: E402
 from keras_fried.layers import Fastfood  # noqa: E402
+from keras_fried.summary import count_params  # noqa: E402
 from keras_fried.summary import summary  # noqa: E402
 
 __version__ = "0.1.0"
 
-__all__ = ["AdaptiveFastfood", "Fastfood", "layers", "ops", "summary"]
+__all__ = ["AdaptiveFastfood", "Fastfood", "count_params", "layers", "ops", "summary"]

@@ -58,7 +58,7 @@ class FriedHyperModel(keras_tuner.HyperModel):
             categorical cross-entropy), or a callable mapping the features to
             the outputs (then pass `loss` and `metrics`).
         max_params: Parameter budget of the whole model, or None; counted by
-            `keras_fried.summary.count_params` (fixed random structure excluded).
+            `keras_fried.count_params` (fixed random structure excluded).
         kinds: The layer kinds to search.
         features_range: `(low, high)` bounds of the number of features.
         loss, metrics: For `compile`; defaults suit an integer-label classifier.
