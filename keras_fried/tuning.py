@@ -12,7 +12,9 @@
     rows = tuning.results(tuner)                # every trial, rejected ones included
     print(tuning.markdown(rows)); print(tuning.markdown(tuning.pareto_front(rows)))
 
-A trial whose model has more than `max_params` parameters is not trained: its
+Under a budget the search offers each kind only the feature counts that fit it
+(`FriedHyperModel.feature_choices`). A trial whose model still has more than
+`max_params` parameters (a large rank or sketch count) is not trained: its
 `fit` raises `keras_tuner.errors.FailedTrialError`, so keras-tuner records it as
 failed and moves on (pass `max_consecutive_failed_trials=None` so that several
 rejections in a row do not end the search); `results` reports it as rejected.
@@ -30,6 +32,12 @@ KINDS = ("adaptive_fastfood", "fastfood", "circulant", "sketch_dense", "low_rank
 REJECTED = "rejected (over budget)"
 
 
+def _features_name(kind):
+    # One hyperparameter per kind: keras-tuner keeps one value per name, so
+    # kinds with different feature choices cannot share a "features" entry.
+    return f"{kind}_features"
+
+
 def _powers_of_two(low, high):
     values = []
     value = 1 << max(int(low) - 1, 0).bit_length()
@@ -42,8 +50,9 @@ def _powers_of_two(low, high):
 class FriedHyperModel(keras_tuner.HyperModel):
     """Searches a structured fully connected layer between a trunk and a head.
 
-    Hyperparameters: `kind` (one of `kinds`), `features` (powers of two in
-    `features_range`), per kind `sigma` (Fastfood bandwidth, relative to
+    Hyperparameters: `kind` (one of `kinds`), `<kind>_features` (powers of
+    two in `features_range`; under a budget only those that can fit, see
+    `feature_choices`), per kind `sigma` (Fastfood bandwidth, relative to
     `sqrt(d)`), `rank` and `num_sketches` (SketchDense, LowRankDense, as a
     fraction of the smaller dimension), and for all `dropout` and
     `learning_rate`. The model is `head(dropout(relu(layer(trunk(inputs)))))`,
@@ -108,6 +117,7 @@ class FriedHyperModel(keras_tuner.HyperModel):
         self.metrics = metrics or (["accuracy"] if isinstance(head, int) else None)
         self.decay_steps = decay_steps
         self.trained_trials = []  # hyperparameter values of every model fit() trained
+        self._feature_choices = None  # computed on the first build
 
     def _trunk(self, inputs):
         if self.trunk is None:
@@ -136,24 +146,65 @@ class FriedHyperModel(keras_tuner.HyperModel):
                 return fried_layers.LowRankDense(features, max(1, int(smaller * fraction)))
             return keras.layers.Dense(features)
 
-    def build(self, hp):
-        kind = hp.Choice("kind", list(self.kinds))
-        features = hp.Choice("features", self.features)
-        dropout = hp.Float("dropout", 0.0, 0.5, step=0.25)
-        learning_rate = hp.Float("learning_rate", 3e-4, 3e-3, sampling="log")
+    def _model(self, hp, kind, features):
+        """The uncompiled model of one trial; knobs not yet in `hp` take their defaults."""
         inputs = keras.Input(self.input_shape)
         x = self._trunk(inputs)
         if len(x.shape) > 2:
             x = keras.layers.Flatten()(x)
         x = self._structured_layer(hp, kind, features, x.shape[-1])(x)
         x = keras.layers.ReLU()(x)
+        dropout = hp.Float("dropout", 0.0, 0.5, step=0.25)
         if dropout > 0:
             x = keras.layers.Dropout(dropout)(x)
         if isinstance(self.head, int):
             outputs = keras.layers.Dense(self.head, activation="softmax")(x)
         else:
             outputs = self.head(x)
-        model = keras.Model(inputs, outputs, name=f"{kind}_{features}")
+        return keras.Model(inputs, outputs, name=f"{kind}_{features}")
+
+    def _smallest_params(self, kind, features):
+        """Parameters of `kind` with `features` and its cheapest knobs (the defaults)."""
+        probe = keras_tuner.HyperParameters()
+        probe.Fixed("kind", kind)
+        return count_params(self._model(probe, kind, features))
+
+    def feature_choices(self):
+        """The feature counts searched for each kind: `{kind: [features, ...]}`.
+
+        Without a budget every power of two in `features_range`. With one,
+        only those whose model fits `max_params` with the kind's cheapest
+        knobs (smallest rank and sketch count), so the search does not spend
+        trials on sizes that can never fit; a kind with none is left out.
+        Other knobs can still take a model over the budget: that trial is
+        rejected untrained.
+        """
+        if self._feature_choices is None:
+            choices = {}
+            for kind in self.kinds:
+                fitting = [
+                    f for f in self.features
+                    if self.max_params is None or self._smallest_params(kind, f) <= self.max_params
+                ]
+                if fitting:
+                    choices[kind] = fitting
+            if not choices:
+                smallest = min(self._smallest_params(k, self.features[0]) for k in self.kinds)
+                raise ValueError(
+                    f"Received an invalid value for argument `max_params`: no kind in {self.kinds} "
+                    f"fits it with {self.features[0]} features (the smallest model has "
+                    f"{smallest:,} parameters). Received: max_params={self.max_params!r}"
+                )
+            self._feature_choices = choices
+        return self._feature_choices
+
+    def build(self, hp):
+        choices = self.feature_choices()
+        kind = hp.Choice("kind", list(choices))
+        with hp.conditional_scope("kind", [kind]):
+            features = hp.Choice(_features_name(kind), choices[kind])
+        learning_rate = hp.Float("learning_rate", 3e-4, 3e-3, sampling="log")
+        model = self._model(hp, kind, features)
         if self.decay_steps:
             learning_rate = keras.optimizers.schedules.CosineDecay(learning_rate, self.decay_steps)
         model.compile(optimizer=keras.optimizers.Adam(learning_rate), loss=self.loss, metrics=self.metrics)
@@ -189,10 +240,13 @@ def results(tuner):
             trial.metrics.get_best_value("val_accuracy")
             if status == "trained" and trial.metrics.exists("val_accuracy") else None
         )
+        values = dict(trial.hyperparameters.values)
         rows.append({
             "trial": trial.trial_id,
             "status": status,
-            "hyperparameters": dict(trial.hyperparameters.values),
+            "kind": values["kind"],
+            "features": values[_features_name(values["kind"])],
+            "hyperparameters": values,
             objective: score,
             "val_error": None if accuracy is None else 100.0 * (1.0 - accuracy),
             "params": count_params(model),
@@ -219,9 +273,11 @@ def markdown(rows):
     lines = ["| trial | status | kind | features | other hyperparameters | val error | params |",
              "|---|---|---|---|---|---|---|"]
     for r in rows:
-        hp = dict(r["hyperparameters"])
-        kind, features = hp.pop("kind"), hp.pop("features")
-        other = ", ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}" for k, v in hp.items())
+        kind, features = r["kind"], r["features"]
+        other = ", ".join(
+            f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}"
+            for k, v in r["hyperparameters"].items() if k not in ("kind", _features_name(kind))
+        )
         error = "-" if r["val_error"] is None else f"{r['val_error']:.2f}%"
         lines.append(f"| {r['trial']} | {r['status']} | {kind} | {features} | {other} | {error} | {r['params']:,} |")
     return "\n".join(lines)
@@ -242,7 +298,7 @@ def plot_pareto(rows, path):
     axes.plot([r["params"] for r in front], [r["val_error"] for r in front], "o-", color="C3",
               label="Pareto front")
     for r in front:
-        axes.annotate(f"{r['hyperparameters']['kind']} {r['hyperparameters']['features']}",
+        axes.annotate(f"{r['kind']} {r['features']}",
                       (r["params"], r["val_error"]), textcoords="offset points", xytext=(4, 4), fontsize=7)
     axes.set_xscale("log")
     axes.set_xlabel("parameters")

@@ -63,10 +63,49 @@ def test_three_trial_search_respects_the_budget(tmp_path):
     )
 
 
-def test_a_tight_budget_rejects_everything_without_training(tmp_path):
-    tuner, hypermodel = _search(tmp_path, keras_tuner.RandomSearch, budget=10, max_trials=3)
-    rows = tuning.results(tuner)
-    assert {r["status"] for r in rows} == {"rejected"} and hypermodel.trained_trials == []
+def test_feature_choices_keep_only_sizes_that_can_fit():
+    hypermodel = tuning.FriedHyperModel(
+        input_shape=(8, 8, 1), trunk=_trunk, head=2, max_params=3_000, features_range=(16, 256)
+    )
+    choices = hypermodel.feature_choices()
+    assert choices["dense"] == [16]  # Dense(16) on 144 inputs: 2,320 + trunk 40 + head 34
+    for kind in tuning.KINDS:
+        for features in hypermodel.features:
+            probe = keras_tuner.HyperParameters()
+            probe.Fixed("kind", kind)
+            smallest = count_params(hypermodel._model(probe, kind, features))
+            assert (features in choices.get(kind, [])) == (smallest <= 3_000), (kind, features)
+    tighter = tuning.FriedHyperModel(
+        input_shape=(8, 8, 1), trunk=_trunk, head=2, max_params=2_000, features_range=(16, 256)
+    )
+    assert "dense" not in tighter.feature_choices() and "circulant" in tighter.feature_choices()
+    unbudgeted = tuning.FriedHyperModel(input_shape=(8, 8, 1), trunk=_trunk, head=2, features_range=(16, 256))
+    assert unbudgeted.feature_choices() == {kind: [16, 32, 64, 128, 256] for kind in tuning.KINDS}
+
+
+def test_a_budget_nothing_fits_is_an_error():
+    hypermodel = tuning.FriedHyperModel(input_shape=(8, 8, 1), trunk=_trunk, head=2, max_params=10)
+    with pytest.raises(ValueError, match="Received: max_params=10"):
+        hypermodel.build(keras_tuner.HyperParameters())
+
+
+def test_knobs_over_the_budget_reject_the_trial_without_training(tmp_path):
+    # LowRankDense(256) fits at rank 1/32 of 144 but not at rank 1/4.
+    hypermodel = tuning.FriedHyperModel(
+        input_shape=(8, 8, 1), trunk=_trunk, head=2, max_params=3_000,
+        kinds=("low_rank_dense",), features_range=(256, 256),
+    )
+    assert hypermodel.feature_choices() == {"low_rank_dense": [256]}
+    hp = keras_tuner.HyperParameters()
+    hp.Fixed("kind", "low_rank_dense")
+    with hp.conditional_scope("kind", ["low_rank_dense"]):
+        hp.Fixed("rank_fraction", 1 / 4)
+    model = hypermodel.build(hp)
+    assert count_params(model) > 3_000
+    x, y = _data()
+    with pytest.raises(keras_tuner.errors.FailedTrialError, match="rejected"):
+        hypermodel.fit(hp, model, x, y, epochs=1, verbose=0)
+    assert hypermodel.trained_trials == []
 
 
 def test_results_are_reproducible_with_a_seed(tmp_path):
@@ -87,10 +126,10 @@ def test_other_tuners(tmp_path, tuner_cls, kwargs):
 
 def test_pareto_front_and_markdown():
     rows = [
-        {"trial": "0", "status": "trained", "hyperparameters": {"kind": "dense", "features": 16}, "val_error": 2.0, "params": 100},
-        {"trial": "1", "status": "trained", "hyperparameters": {"kind": "circulant", "features": 32}, "val_error": 1.0, "params": 300},
-        {"trial": "2", "status": "trained", "hyperparameters": {"kind": "dense", "features": 64}, "val_error": 1.5, "params": 400},
-        {"trial": "3", "status": "rejected", "hyperparameters": {"kind": "dense", "features": 128}, "val_error": None, "params": 900},
+        {"trial": "0", "status": "trained", "kind": "dense", "features": 16, "hyperparameters": {"kind": "dense", "dense_features": 16}, "val_error": 2.0, "params": 100},
+        {"trial": "1", "status": "trained", "kind": "circulant", "features": 32, "hyperparameters": {"kind": "circulant", "circulant_features": 32}, "val_error": 1.0, "params": 300},
+        {"trial": "2", "status": "trained", "kind": "dense", "features": 64, "hyperparameters": {"kind": "dense", "dense_features": 64}, "val_error": 1.5, "params": 400},
+        {"trial": "3", "status": "rejected", "kind": "dense", "features": 128, "hyperparameters": {"kind": "dense", "dense_features": 128}, "val_error": None, "params": 900},
     ]
     assert [r["trial"] for r in tuning.pareto_front(rows)] == ["0", "1"]
     table = tuning.markdown(rows)
