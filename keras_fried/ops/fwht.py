@@ -24,13 +24,23 @@ def is_power_of_two(n: int) -> bool:
 
 
 def hadamard_factors(d: int) -> list:
-    """Split `d = 2**k` into as few balanced powers of two <= 32 as possible."""
+    """Split `d = 2**k` into as few balanced powers of two <= 32 as possible.
+
+    The factors are listed in the order of the Kronecker product
+    `H_d = H_f1 (x) H_f2 (x) ...`; any order gives the same transform.
+    """
     k = d.bit_length() - 1
     if k == 0:
         return [1]
     num_factors = -(-k // (_MAX_FACTOR.bit_length() - 1))
     base, extra = divmod(k, num_factors)
-    return [2 ** (base + 1)] * extra + [2 ** base] * (num_factors - extra)
+    factors = [2 ** (base + 1)] * extra + [2 ** base] * (num_factors - extra)
+    if factors[-1] < 16 and len(factors) > 1:
+        # The last factor is the plain product on the last axis, slow with a
+        # narrow (< 16) matrix; the first one is broadcast over the widest rest.
+        # Measured at d = 2048: [8, 16, 16] is 2.3-2.6x a copy, [16, 16, 8] 2.9-3.1x.
+        factors = factors[-1:] + factors[:-1]
+    return factors
 
 
 @functools.lru_cache(maxsize=None)
