@@ -1,6 +1,9 @@
 """Speed of keras_fried.ops.fwht and of AdaptiveFastfood against their baselines.
 
-Prints two Markdown tables, medians of repeated runs taken in this one process:
+Prints two Markdown tables, medians of repeated runs taken in this one process.
+fwht and the memory copy are timed in turns (one call of each per round), as
+are AdaptiveFastfood and Dense, so that drift in a shared machine's load hits
+both sides of a ratio alike:
 
 1. fwht on a (batch, d) float32 tensor against the dense product x @ H_d
    (d <= 4096), a memory copy of the same tensor, and the FFHT C library
@@ -27,6 +30,7 @@ import numpy as np  # noqa: E402
 import scipy.linalg  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
+from benchmarks.timing import interleaved_medians  # noqa: E402
 from benchmarks.timing import markdown_table  # noqa: E402
 from benchmarks.timing import median_seconds  # noqa: E402
 from keras_fried.layers import AdaptiveFastfood  # noqa: E402
@@ -46,28 +50,44 @@ def _ratio(a, b):
     return f"{a / b:.2f}x"
 
 
-def transform_table(sizes, batch, jit, device):
+def _finish(device):
+    """What makes a timed call wait for its result on `device`."""
+    if "GPU" in device.upper():
+        # GPU kernels run asynchronously: fetching one value waits for them.
+        return lambda y: tf.reshape(y, [-1])[-1].numpy()
+    return lambda y: y  # CPU TensorFlow ops have finished when they return
+
+
+def transform_table(sizes, batch, jit, device, repeat):
     fwht_fn = tf.function(lambda x: fwht(x, normalize=False), jit_compile=jit)
     copy_fn = tf.function(lambda x: tf.raw_ops.DeepCopy(x=x), jit_compile=False)
     rows = []
     for d in sizes:
         with tf.device(device):
             x = tf.random.normal([batch, d])
-            t_fwht = median_seconds(lambda: fwht_fn(x).shape)
-            t_copy = median_seconds(lambda: copy_fn(x).shape)
-            row = [d, _ms(t_fwht), _ms(t_copy), _ratio(t_fwht, t_copy)]
+            # fwht and the copy in turns; the dense product apart, as its 64 MB
+            # matrix (d = 4096) would evict the others' data from the cache.
+            t = interleaved_medians(
+                {"fwht": lambda: fwht_fn(x), "copy": lambda: copy_fn(x)},
+                finish=_finish(device), repeat=repeat,
+            )
             if d <= 4096:
                 h = tf.constant(scipy.linalg.hadamard(d), tf.float32)
                 dense_fn = tf.function(lambda x: tf.matmul(x, h), jit_compile=jit)
-                t_dense = median_seconds(lambda: dense_fn(x).shape)
-                row += [_ms(t_dense), _ratio(t_dense, t_fwht)]
-            else:
-                row += ["-", "-"]
+                finish = _finish(device)
+                t["dense"] = median_seconds(lambda: finish(dense_fn(x)))
+        row = [d, _ms(t["fwht"]), _ms(t["copy"]), _ratio(t["fwht"], t["copy"])]
+        if "dense" in t:
+            row += [_ms(t["dense"]), _ratio(t["dense"], t["fwht"])]
+        else:
+            row += ["-", "-"]
         if ffht is not None:
+            # FFHT works in place on a NumPy array: time it apart, then compare
+            # with our own time from the rounds above.
             x_np = np.random.default_rng(0).standard_normal((batch, d)).astype(np.float32)
             threads = os.cpu_count()
             t_ffht = median_seconds(lambda: ffht.fht(x_np, threads))
-            row += [_ms(t_ffht), _ratio(t_fwht, t_ffht)]
+            row += [_ms(t_ffht), _ratio(t["fwht"], t_ffht)]
         else:
             row += ["not installed", "-"]
         rows.append(row)
@@ -98,15 +118,16 @@ def layer_table(sizes, batch, jit, device):
     for d in sizes:
         with tf.device(device):
             x = tf.random.normal([batch, d])
-            t_fried = median_seconds(
-                lambda s=_train_step(AdaptiveFastfood(d, seed=0), d, jit): s(x)[0].numpy()
+            fried = _train_step(AdaptiveFastfood(d, seed=0), d, jit)
+            dense = _train_step(keras.layers.Dense(d), d, jit)
+            # Fetching the loss waits for the whole step, on CPU and GPU alike.
+            t = interleaved_medians(
+                {"fried": lambda: fried(x)[0].numpy(), "dense": lambda: dense(x)[0].numpy()}
             )
-            t_dense = median_seconds(
-                lambda s=_train_step(keras.layers.Dense(d), d, jit): s(x)[0].numpy()
-            )
-        rows.append(
-            [d, 3 * d + d, d * d + d, _ms(t_fried), _ms(t_dense), _ratio(t_dense, t_fried)]
-        )
+        rows.append([
+            d, 3 * d + d, d * d + d, _ms(t["fried"]), _ms(t["dense"]),
+            _ratio(t["dense"], t["fried"]),
+        ])
         print(f"  layers d={d} done", file=sys.stderr, flush=True)
     header = [
         "d", "AdaptiveFastfood params", "Dense params",
@@ -121,6 +142,11 @@ def main(argv=None):
     parser.add_argument("--jit", action="store_true", help="compile with XLA")
     parser.add_argument("--device", default=None, help="e.g. /GPU:0 (default: TF's choice)")
     parser.add_argument("--quick", action="store_true", help="small sizes only")
+    parser.add_argument(
+        "--repeat", type=int, default=None,
+        help="calls per timed sample (default 1 on CPU, 20 on GPU, where one "
+        "call is too short to time on its own)",
+    )
     args = parser.parse_args(argv)
 
     device = args.device or ("/GPU:0" if tf.config.list_physical_devices("GPU") else "/CPU:0")
@@ -130,9 +156,11 @@ def main(argv=None):
         f"TensorFlow {tf.__version__}, Keras {keras.__version__}, device {device}, "
         f"{os.cpu_count()} CPU threads ({platform.processor() or platform.machine()}), "
         f"batch {args.batch}, float32, XLA {'on' if args.jit else 'off'}, "
-        f"FFHT {'installed' if ffht else 'not installed'}; medians of repeated runs.\n"
+        f"FFHT {'installed' if ffht else 'not installed'}; medians of repeated runs, "
+        "each row's functions timed in turns.\n"
     )
-    print(transform_table(transform_sizes, args.batch, args.jit, device))
+    repeat = args.repeat or (20 if "GPU" in device.upper() else 1)
+    print(transform_table(transform_sizes, args.batch, args.jit, device, repeat))
     print()
     print(layer_table(layer_sizes, args.batch, args.jit, device))
 
