@@ -2,18 +2,25 @@
 
 Trains the Deep Fried MNIST network (conv 5x5x20 - maxpool - conv 5x5x50 -
 maxpool - flatten 800 - HEAD + ReLU - Dense 10) with an ordinary recipe (Adam,
-default learning rate, batch 128) for a few epochs, over several seeds, with
-the head `Dense(500)` or `AdaptiveFastfood(1024)`, and prints the test error
-after every epoch and its mean over seeds.
+default learning rate, batch 128) for a few epochs, over several seeds, and
+prints the test error after every epoch and its mean over seeds. HEAD is one of
+(`--heads`):
 
-Variants of AdaptiveFastfood's parameterisation can be compared with
-`--magnitudes`: the stored diagonals are multiplied by m (and the constant
-scale divided by m^3, so the initial function is the same); with Adam, a
-smaller m is a larger relative step on the diagonals.
+- `dense`: Dense(500), the paper's reference.
+- `adaptive-fastfood`: AdaptiveFastfood(1024), once per `--magnitudes` value:
+  the stored diagonals are multiplied by m (and the constant scale divided by
+  m^3, so the initial function is the same); with Adam, a smaller m is a
+  larger relative step on the diagonals.
+- `adaptive-fastfood-2048`: AdaptiveFastfood(2048), two blocks.
+- `fastfood-fixed`: AdaptiveFastfood(1024) with S, G and B kept at their random
+  initial values (only the bias trains): what the learned diagonals add.
+- `dense-random`: Dense(1024) with its kernel kept at its random initial value
+  (only the bias trains): a Gaussian-like random projection, to compare with
+  the Fastfood one.
 
 Usage:
     python benchmarks/mnist_init.py --data-dir ../shared/data/mnist \
-        --epochs 5 --seeds 0 1 2 --magnitudes 1
+        --epochs 5 --seeds 0 1 2 --heads dense adaptive-fastfood --magnitudes 1
 """
 
 import argparse
@@ -32,19 +39,41 @@ from keras_fried.datasets import load_mnist_idx  # noqa: E402
 from keras_fried.layers import AdaptiveFastfood  # noqa: E402
 
 
+HEADS = ["dense", "adaptive-fastfood", "adaptive-fastfood-2048", "fastfood-fixed", "dense-random"]
+
+
 def make_head(kind, magnitude):
+    """The head layer and the names of its weights kept at their initial values."""
     if kind == "dense":
-        return keras.layers.Dense(500, activation="relu")
+        return keras.layers.Dense(500, activation="relu"), []
+    if kind == "dense-random":
+        return keras.layers.Dense(1024, activation="relu"), ["kernel"]
 
     class Variant(AdaptiveFastfood):
-        _diagonal_magnitude = magnitude
+        _diagonal_magnitude = magnitude or AdaptiveFastfood._diagonal_magnitude
 
-    return Variant(1024, activation="relu")
+    if kind == "adaptive-fastfood-2048":
+        return Variant(2048, activation="relu"), []
+    if kind == "fastfood-fixed":
+        return Variant(1024, activation="relu"), ["scaling", "gaussian", "sign"]
+    return Variant(1024, activation="relu"), []
+
+
+def head_name(kind, magnitude):
+    if kind == "adaptive-fastfood":
+        return f"AdaptiveFastfood(1024), m={magnitude:g}"
+    return {
+        "dense": "Dense(500)",
+        "adaptive-fastfood-2048": "AdaptiveFastfood(2048)",
+        "fastfood-fixed": "AdaptiveFastfood(1024), S G B fixed",
+        "dense-random": "Dense(1024), kernel fixed",
+    }[kind]
 
 
 def run(kind, magnitude, seed, epochs, data, limit):
     (x_train, y_train), (x_test, y_test) = data
     keras.utils.set_random_seed(seed)
+    head, fixed = make_head(kind, magnitude)
     model = keras.Sequential(
         [
             keras.Input((28, 28, 1)),
@@ -53,10 +82,12 @@ def run(kind, magnitude, seed, epochs, data, limit):
             keras.layers.Conv2D(50, 5),
             keras.layers.MaxPooling2D(),
             keras.layers.Flatten(),
-            make_head(kind, magnitude),
+            head,
             keras.layers.Dense(10),
         ]
     )
+    for name in fixed:  # the model is built: keep these weights as initialised
+        getattr(head, name).trainable = False
     model.compile(
         optimizer="adam",
         loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
@@ -74,7 +105,13 @@ def main(argv=None):
     parser.add_argument("--data-dir", required=True, help="folder of the MNIST IDX files")
     parser.add_argument("--epochs", type=int, default=5)
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    parser.add_argument("--magnitudes", type=float, nargs="+", default=[1.0])
+    parser.add_argument(
+        "--heads", nargs="+", choices=HEADS, default=["dense", "adaptive-fastfood"]
+    )
+    parser.add_argument(
+        "--magnitudes", type=float, nargs="+", default=[AdaptiveFastfood._diagonal_magnitude],
+        help="stored magnitudes m of the adaptive-fastfood head (default: the layer's)",
+    )
     parser.add_argument("--limit", type=int, default=None, help="train on the first N images")
     args = parser.parse_args(argv)
 
@@ -83,12 +120,15 @@ def main(argv=None):
         (x_train[..., None].astype("float32") / 255, y_train.astype("int32")),
         (x_test[..., None].astype("float32") / 255, y_test.astype("int32")),
     )
-    variants = [("dense", None)] + [("adaptive_fastfood", m) for m in args.magnitudes]
+    variants = []
+    for kind in args.heads:
+        magnitudes = args.magnitudes if kind == "adaptive-fastfood" else [None]
+        variants += [(kind, m) for m in magnitudes]
     rows = []
     for kind, magnitude in variants:
         start = time.time()
         errors = np.array([run(kind, magnitude, s, args.epochs, data, args.limit) for s in args.seeds])
-        name = "Dense(500)" if kind == "dense" else f"AdaptiveFastfood(1024), m={magnitude:g}"
+        name = head_name(kind, magnitude)
         per_seed = ", ".join(f"{e:.2f}" for e in errors[:, -1])
         rows.append(
             [name, per_seed, f"{errors[:, -1].mean():.2f}", f"{errors[:, -2:].mean():.2f}",
