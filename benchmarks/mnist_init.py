@@ -70,9 +70,8 @@ def head_name(kind, magnitude):
     }[kind]
 
 
-def run(kind, magnitude, seed, epochs, data, limit):
-    (x_train, y_train), (x_test, y_test) = data
-    keras.utils.set_random_seed(seed)
+def make_model(kind, magnitude):
+    """The Deep Fried MNIST network with the head `kind`, its fixed weights frozen."""
     head, fixed = make_head(kind, magnitude)
     model = keras.Sequential(
         [
@@ -88,6 +87,13 @@ def run(kind, magnitude, seed, epochs, data, limit):
     )
     for name in fixed:  # the model is built: keep these weights as initialised
         getattr(head, name).trainable = False
+    return model
+
+
+def run(kind, magnitude, seed, epochs, data, limit):
+    (x_train, y_train), (x_test, y_test) = data
+    keras.utils.set_random_seed(seed)
+    model = make_model(kind, magnitude)
     model.compile(
         optimizer="adam",
         loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
