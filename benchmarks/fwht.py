@@ -113,7 +113,7 @@ def _train_step(layer, d, jit):
     return step
 
 
-def layer_table(sizes, batch, jit, device):
+def layer_table(sizes, batch, jit, device, repeat):
     rows = []
     for d in sizes:
         with tf.device(device):
@@ -122,7 +122,8 @@ def layer_table(sizes, batch, jit, device):
             dense = _train_step(keras.layers.Dense(d), d, jit)
             # Fetching the loss waits for the whole step, on CPU and GPU alike.
             t = interleaved_medians(
-                {"fried": lambda: fried(x)[0].numpy(), "dense": lambda: dense(x)[0].numpy()}
+                {"fried": lambda: fried(x)[0], "dense": lambda: dense(x)[0]},
+                finish=lambda loss: loss.numpy(), repeat=repeat,
             )
         rows.append([
             d, 3 * d + d, d * d + d, _ms(t["fried"]), _ms(t["dense"]),
@@ -162,7 +163,7 @@ def main(argv=None):
     repeat = args.repeat or (20 if "GPU" in device.upper() else 1)
     print(transform_table(transform_sizes, args.batch, args.jit, device, repeat))
     print()
-    print(layer_table(layer_sizes, args.batch, args.jit, device))
+    print(layer_table(layer_sizes, args.batch, args.jit, device, repeat))
 
 
 if __name__ == "__main__":
