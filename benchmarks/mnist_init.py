@@ -17,6 +17,8 @@ prints the test error after every epoch and its mean over seeds. HEAD is one of
 - `dense-random`: Dense(1024) with its kernel kept at its random initial value
   (only the bias trains): a Gaussian-like random projection, to compare with
   the Fastfood one.
+- `circulant`: Circulant(1024), another structured layer, all of whose 1,024
+  kernel weights (+ bias) are learned.
 
 Usage:
     python benchmarks/mnist_init.py --data-dir ../shared/data/mnist \
@@ -37,9 +39,13 @@ import numpy as np  # noqa: E402
 from benchmarks.timing import markdown_table  # noqa: E402
 from keras_fried.datasets import load_mnist_idx  # noqa: E402
 from keras_fried.layers import AdaptiveFastfood  # noqa: E402
+from keras_fried.layers import Circulant  # noqa: E402
 
 
-HEADS = ["dense", "adaptive-fastfood", "adaptive-fastfood-2048", "fastfood-fixed", "dense-random"]
+HEADS = [
+    "dense", "adaptive-fastfood", "adaptive-fastfood-2048", "fastfood-fixed", "dense-random",
+    "circulant",
+]
 
 
 def make_head(kind, magnitude):
@@ -48,6 +54,8 @@ def make_head(kind, magnitude):
         return keras.layers.Dense(500, activation="relu"), []
     if kind == "dense-random":
         return keras.layers.Dense(1024, activation="relu"), ["kernel"]
+    if kind == "circulant":
+        return Circulant(1024, activation="relu"), []
 
     class Variant(AdaptiveFastfood):
         _diagonal_magnitude = magnitude or AdaptiveFastfood._diagonal_magnitude
@@ -67,6 +75,7 @@ def head_name(kind, magnitude):
         "adaptive-fastfood-2048": "AdaptiveFastfood(2048)",
         "fastfood-fixed": "AdaptiveFastfood(1024), S G B fixed",
         "dense-random": "Dense(1024), kernel fixed",
+        "circulant": "Circulant(1024)",
     }[kind]
 
 

@@ -23,6 +23,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
         ("adaptive-fastfood-2048", 3 * 2048 + 2048),
         ("fastfood-fixed", 1024),  # the bias only
         ("dense-random", 1024),  # the bias only
+        ("circulant", 1024 + 1024),
     ],
 )
 def test_heads_train_what_they_say(kind, trained):
