@@ -50,9 +50,13 @@ def _ratio(a, b):
     return f"{a / b:.2f}x"
 
 
+def _on_gpu(device):
+    return "GPU" in device.upper()
+
+
 def _finish(device):
     """What makes a timed call wait for its result on `device`."""
-    if "GPU" in device.upper():
+    if _on_gpu(device):
         # GPU kernels run asynchronously: fetching one value waits for them.
         return lambda y: tf.reshape(y, [-1])[-1].numpy()
     return lambda y: y  # CPU TensorFlow ops have finished when they return
@@ -61,6 +65,7 @@ def _finish(device):
 def transform_table(sizes, batch, jit, device, repeat):
     fwht_fn = tf.function(lambda x: fwht(x, normalize=False), jit_compile=jit)
     copy_fn = tf.function(lambda x: tf.raw_ops.DeepCopy(x=x), jit_compile=False)
+    finish = _finish(device)
     rows = []
     for d in sizes:
         with tf.device(device):
@@ -69,12 +74,11 @@ def transform_table(sizes, batch, jit, device, repeat):
             # matrix (d = 4096) would evict the others' data from the cache.
             t = interleaved_medians(
                 {"fwht": lambda: fwht_fn(x), "copy": lambda: copy_fn(x)},
-                finish=_finish(device), repeat=repeat,
+                finish=finish, repeat=repeat,
             )
             if d <= 4096:
                 h = tf.constant(scipy.linalg.hadamard(d), tf.float32)
                 dense_fn = tf.function(lambda x: tf.matmul(x, h), jit_compile=jit)
-                finish = _finish(device)
                 t["dense"] = median_seconds(lambda: finish(dense_fn(x)))
         row = [d, _ms(t["fwht"]), _ms(t["copy"]), _ratio(t["fwht"], t["copy"])]
         if "dense" in t:
@@ -160,7 +164,7 @@ def main(argv=None):
         f"FFHT {'installed' if ffht else 'not installed'}; medians of repeated runs, "
         "each row's functions timed in turns.\n"
     )
-    repeat = args.repeat or (20 if "GPU" in device.upper() else 1)
+    repeat = args.repeat or (20 if _on_gpu(device) else 1)
     print(transform_table(transform_sizes, args.batch, args.jit, device, repeat))
     print()
     print(layer_table(layer_sizes, args.batch, args.jit, device, repeat))

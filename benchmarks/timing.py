@@ -1,4 +1,4 @@
-"""Shared timing helper: the median wall time of repeated calls."""
+"""Shared timing helpers: medians of repeated calls, of one function or of several in turns."""
 
 import time
 
@@ -12,15 +12,10 @@ def median_seconds(fn, *args, min_runs=20, min_seconds=0.5, warmup=3):
     fast functions get more samples. `fn` must block until its result is ready
     (TensorFlow on CPU does; on GPU the callers fetch a scalar).
     """
-    for _ in range(warmup):
-        fn(*args)
-    times = []
-    start = time.perf_counter()
-    while len(times) < min_runs or time.perf_counter() - start < min_seconds:
-        t = time.perf_counter()
-        fn(*args)
-        times.append(time.perf_counter() - t)
-    return float(np.median(times))
+    medians = interleaved_medians(
+        {"fn": lambda: fn(*args)}, min_runs=min_runs, min_seconds=min_seconds, warmup=warmup
+    )
+    return medians["fn"]
 
 
 def interleaved_medians(fns, finish=None, repeat=1, min_runs=20, min_seconds=0.5, warmup=3):
