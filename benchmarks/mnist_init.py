@@ -42,10 +42,15 @@ from keras_fried.layers import AdaptiveFastfood  # noqa: E402
 from keras_fried.layers import Circulant  # noqa: E402
 
 
-HEADS = [
-    "dense", "adaptive-fastfood", "adaptive-fastfood-2048", "fastfood-fixed", "dense-random",
-    "circulant",
-]
+# --heads choices and the names the table gives them.
+HEADS = {
+    "dense": "Dense(500)",
+    "adaptive-fastfood": "AdaptiveFastfood(1024), m={magnitude:g}",
+    "adaptive-fastfood-2048": "AdaptiveFastfood(2048)",
+    "fastfood-fixed": "AdaptiveFastfood(1024), S G B fixed",
+    "dense-random": "Dense(1024), kernel fixed",
+    "circulant": "Circulant(1024)",
+}
 
 
 def make_head(kind, magnitude):
@@ -65,18 +70,6 @@ def make_head(kind, magnitude):
     if kind == "fastfood-fixed":
         return Variant(1024, activation="relu"), ["scaling", "gaussian", "sign"]
     return Variant(1024, activation="relu"), []
-
-
-def head_name(kind, magnitude):
-    if kind == "adaptive-fastfood":
-        return f"AdaptiveFastfood(1024), m={magnitude:g}"
-    return {
-        "dense": "Dense(500)",
-        "adaptive-fastfood-2048": "AdaptiveFastfood(2048)",
-        "fastfood-fixed": "AdaptiveFastfood(1024), S G B fixed",
-        "dense-random": "Dense(1024), kernel fixed",
-        "circulant": "Circulant(1024)",
-    }[kind]
 
 
 def make_model(kind, magnitude):
@@ -121,7 +114,7 @@ def main(argv=None):
     parser.add_argument("--epochs", type=int, default=5)
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument(
-        "--heads", nargs="+", choices=HEADS, default=["dense", "adaptive-fastfood"]
+        "--heads", nargs="+", choices=list(HEADS), default=["dense", "adaptive-fastfood"]
     )
     parser.add_argument(
         "--magnitudes", type=float, nargs="+", default=[AdaptiveFastfood._diagonal_magnitude],
@@ -143,7 +136,7 @@ def main(argv=None):
     for kind, magnitude in variants:
         start = time.time()
         errors = np.array([run(kind, magnitude, s, args.epochs, data, args.limit) for s in args.seeds])
-        name = head_name(kind, magnitude)
+        name = HEADS[kind].format(magnitude=magnitude)
         per_seed = ", ".join(f"{e:.2f}" for e in errors[:, -1])
         rows.append(
             [name, per_seed, f"{errors[:, -1].mean():.2f}", f"{errors[:, -2:].mean():.2f}",
