@@ -31,7 +31,7 @@ import keras  # noqa: E402
 import keras_tuner  # noqa: E402
 
 from keras_fried import tuning  # noqa: E402
-from keras_fried.datasets.mnist import _load_arrays  # noqa: E402
+from keras_fried.datasets import load_mnist_arrays  # noqa: E402
 
 
 def conv_trunk(inputs):
@@ -76,7 +76,7 @@ def main(argv=None):
 
     keras.utils.set_random_seed(args.seed)
     try:
-        (x_train, y_train), _ = _load_arrays(args.data_dir)
+        (x_train, y_train), _ = load_mnist_arrays(args.data_dir)
     except (RuntimeError, FileNotFoundError, ValueError) as error:
         sys.exit(f"error: {error}")
     x = x_train[..., None].astype("float32") / 255.0

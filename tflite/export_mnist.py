@@ -27,7 +27,7 @@ import numpy as np  # noqa: E402
 
 import keras_fried  # noqa: E402, F401  (registers the layers for loading)
 from keras_fried import tflite  # noqa: E402
-from keras_fried.datasets.mnist import _load_arrays  # noqa: E402
+from keras_fried.datasets import load_mnist_arrays  # noqa: E402
 
 MODES = [None, "float16", "dynamic", "int8"]
 
@@ -44,7 +44,7 @@ def main(argv=None):
     paths = sorted(glob.glob(os.path.join(args.models_dir, "*.keras")))
     if not paths:
         sys.exit(f"error: no .keras files in {args.models_dir}; run the main example with --save-models")
-    (x_train, _), (x_test, y_test) = _load_arrays(args.data_dir)
+    (x_train, _), (x_test, y_test) = load_mnist_arrays(args.data_dir)
     x_train = x_train[:500, ..., None].astype("float32") / 255.0  # int8 calibration
     x_test = x_test[: args.test_limit, ..., None].astype("float32") / 255.0
     y_test = y_test[: args.test_limit]

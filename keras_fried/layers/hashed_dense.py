@@ -1,6 +1,7 @@
 """HashedDense: the HashedNets layer of Chen et al. (2015)."""
 
 import random
+import warnings
 
 import keras
 from keras import ops
@@ -28,7 +29,9 @@ class HashedDense(DenseLikeLayer):
 
     Args:
         units: Positive integer, output size.
-        num_buckets: Positive integer `K`, the number of free weights.
+        num_buckets: Positive integer `K`, the number of free weights; fewer
+            than `input_dim * units` to save anything (a warning at build
+            time says so otherwise).
         activation, use_bias, bias_initializer, bias_regularizer,
         activity_regularizer, bias_constraint: as for `Dense`.
         kernel_initializer: Initializer of `w`, drawn as an
@@ -91,6 +94,15 @@ class HashedDense(DenseLikeLayer):
 
     def build(self, input_shape):
         d1 = self.input_dim = check_last_dim(input_shape, self.name)
+        if self.num_buckets >= d1 * self.units:
+            warnings.warn(
+                f"HashedDense layer {self.name!r} has num_buckets={self.num_buckets:,}, "
+                f"not fewer than the {d1 * self.units:,} weights of the Dense kernel it "
+                f"replaces ({d1} inputs x {self.units} units): it saves nothing, and "
+                f"at most {d1 * self.units:,} of its buckets are ever used. Choose "
+                f"num_buckets < {d1 * self.units:,}.",
+                stacklevel=2,
+            )
         index, sign = fried_ops.hashed_weight_tables(d1, self.units, self.num_buckets, self.seed)
         self.bucket_index = ops.convert_to_tensor(index)
         self.bucket_sign = ops.convert_to_tensor(sign)

@@ -127,6 +127,9 @@ class SketchConv2D(DenseLikeLayer):
         self.strides = _pair(strides, "strides")
         self.padding = padding
         self.input_spec = keras.layers.InputSpec(ndim=4)
+        # Like Conv2D: the convolution changes the spatial shape, so an input
+        # mask cannot follow it; Keras drops it (with a warning).
+        self.supports_masking = False
 
     def build(self, input_shape):
         if len(input_shape) != 4 or input_shape[-1] is None:

@@ -7,6 +7,7 @@ import numpy as np
 import tensorflow as tf
 
 from keras_fried.ops.builtin_mode import builtin_ops_only_active
+from keras_fried.ops.complex_input import transform_parts
 
 
 def circulant_product(x, r):
@@ -20,11 +21,21 @@ def _work_dtype(dtype):
     return tf.float32 if dtype in (tf.float16, tf.bfloat16) else dtype
 
 
+def _real_vector(r):
+    r = tf.convert_to_tensor(r)
+    if r.dtype.is_complex:
+        raise TypeError(
+            "`r`, the first column of the circulant matrix, must be real. "
+            f"Received: r.dtype={r.dtype.name}"
+        )
+    return r
+
+
 def _check(x, r):
     x = tf.convert_to_tensor(x)
     if not x.dtype.is_floating:
         x = tf.cast(x, "float32")
-    r = tf.cast(tf.convert_to_tensor(r), x.dtype)
+    r = tf.cast(_real_vector(r), x.dtype)
     if r.shape.rank != 1:
         raise ValueError(f"`r` must be a vector. Received: r.shape={r.shape}")
     if x.shape.rank == 0 or x.shape[-1] is None:
@@ -52,12 +63,16 @@ def circulant_matmul(x, r):
 
     Args:
         x: Float tensor of shape `(..., d)`; float16 / bfloat16 are computed
-            in float32 and cast back.
-        r: Vector of length `d`, the first column of the circulant matrix.
+            in float32 and cast back; integers are cast to float32; complex
+            inputs are transformed as their real and imaginary parts.
+        r: Real vector of length `d`, the first column of the circulant matrix.
 
     Returns:
         A tensor with the shape and dtype of `x`.
     """
+    x = tf.convert_to_tensor(x)
+    if x.dtype.is_complex:
+        return transform_parts(circulant_matmul, x, _real_vector(r))
     x, r = _check(x, r)
     dtype = x.dtype
     work = _work_dtype(dtype)
@@ -145,12 +160,15 @@ def circulant_matmul_dft(x, r):
     with small factors (powers of two are ideal).
 
     Args:
-        x: Float tensor of shape `(..., d)`.
-        r: Vector of length `d`.
+        x: Float tensor of shape `(..., d)` (dtypes as for `circulant_matmul`).
+        r: Real vector of length `d`.
 
     Returns:
         A tensor with the shape and dtype of `x`.
     """
+    x = tf.convert_to_tensor(x)
+    if x.dtype.is_complex:
+        return transform_parts(circulant_matmul_dft, x, _real_vector(r))
     x, r = _check(x, r)
     dtype = x.dtype
     work = _work_dtype(dtype)

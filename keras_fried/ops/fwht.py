@@ -7,6 +7,7 @@ import numpy as np
 import tensorflow as tf
 
 from keras_fried.ops.builtin_mode import builtin_ops_only_active
+from keras_fried.ops.complex_input import transform_parts
 
 # Largest Hadamard factor used in one matrix product. Measured on a 2-core CPU at
 # batch 256: factors of 16-32 are fastest (d = 1024 as 32 x 32, d = 4096 as
@@ -140,21 +141,30 @@ def fwht(x, normalize: bool = True):
         x: A floating-point tensor (float16, bfloat16, float32 or float64) of
             shape `(..., d)`; any number of leading axes, whose sizes may be
             unknown. Integer inputs are cast to float32. float16 and bfloat16
-            are computed in float32 and cast back.
-        normalize: Whether to divide by `sqrt(d)`.
+            are computed in float32 and cast back. Complex inputs (complex64,
+            complex128) are transformed as their real and imaginary parts.
+        normalize: Whether to divide by `sqrt(d)` (a bool).
 
     Returns:
         A tensor with the shape and dtype of `x`.
 
     Raises:
         ValueError: If the last axis is unknown or not a power of two.
+        TypeError: If `normalize` is not a bool.
 
     Example:
 
     >>> fwht([1.0, 0.0, 0.0, 0.0], normalize=False).numpy()
     array([1., 1., 1., 1.], dtype=float32)
     """
+    if not isinstance(normalize, (bool, np.bool_)):
+        raise TypeError(
+            "Received an invalid value for argument `normalize`, expected True or "
+            f"False. Received: normalize={normalize!r}"
+        )
     x = tf.convert_to_tensor(x)
+    if x.dtype.is_complex:
+        return transform_parts(fwht, x, normalize=normalize)
     if not x.dtype.is_floating:
         x = tf.cast(x, "float32")
     if x.shape.rank == 0:

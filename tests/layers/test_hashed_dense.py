@@ -75,3 +75,18 @@ def test_mixed_precision(policy, rtol):
 def test_bad_num_buckets(num_buckets):
     with pytest.raises(ValueError, match=f"argument `num_buckets`.*Received: num_buckets={num_buckets!r}"):
         HashedDense(4, num_buckets=num_buckets)
+
+
+def test_more_buckets_than_the_dense_kernel_warns():
+    with pytest.warns(UserWarning, match=r"num_buckets=1,000,000, not fewer than the 12 weights.*3 inputs x 4 units"):
+        HashedDense(4, num_buckets=10**6, seed=0).build((None, 3))
+    with pytest.warns(UserWarning, match="num_buckets=12"):
+        HashedDense(4, num_buckets=12, seed=0).build((None, 3))
+
+
+def test_fewer_buckets_than_the_dense_kernel_is_quiet():
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        HashedDense(4, num_buckets=11, seed=0).build((None, 3))

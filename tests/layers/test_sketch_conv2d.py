@@ -147,3 +147,23 @@ def test_bad_input_rank_and_rank_too_large():
         SketchConv2D(4, 3, rank=2).build((None, 8, 3))
     with pytest.raises(ValueError, match=r"min\(input channels, filters\) = 3.*rank=4"):
         SketchConv2D(4, 3, rank=4).build((None, 8, 8, 3))
+
+
+@pytest.mark.parametrize(
+    "make_conv",
+    [lambda: keras.layers.Conv2D(4, 3), lambda: SketchConv2D(4, 3, rank=2, seed=0)],
+    ids=["Conv2D", "SketchConv2D"],
+)
+def test_a_mask_stops_at_the_convolution_like_conv2d(make_conv):
+    # The convolution changes the spatial shape, so an input mask cannot pass
+    # through it; Conv2D drops it, and so must SketchConv2D.
+    x = np.random.default_rng(0).standard_normal((8, 6, 6, 3)).astype("float32")
+    x[:, :2] = 0.0  # masked positions
+    y = np.random.default_rng(1).standard_normal((8, 4, 4, 2)).astype("float32")
+    conv = make_conv()
+    assert not conv.supports_masking
+    model = keras.Sequential([keras.Input((6, 6, 3)), keras.layers.Masking(0.0), conv, keras.layers.Dense(2)])
+    model.compile(optimizer="sgd", loss="mse")
+    history = model.fit(x, y, epochs=1, batch_size=4, verbose=0)
+    assert np.isfinite(history.history["loss"][0])
+    assert getattr(model.layers[1].output, "_keras_mask", None) is None

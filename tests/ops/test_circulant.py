@@ -108,3 +108,21 @@ def test_bad_shapes():
         circulant_matmul(np.zeros((2, 8), np.float32), np.zeros(7, np.float32))
     with pytest.raises(ValueError, match="`r` must be a vector"):
         circulant_matmul_dft(np.zeros((2, 8), np.float32), np.zeros((1, 8), np.float32))
+
+
+@pytest.mark.parametrize("op", [circulant_matmul, circulant_matmul_dft])
+@pytest.mark.parametrize("dtype, rtol", [("complex64", 1e-5), ("complex128", 1e-10)])
+def test_complex_inputs_transform_real_and_imaginary_parts(op, dtype, rtol):
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((2, 12)) + 1j * rng.standard_normal((2, 12))
+    r = rng.standard_normal(12)
+    y = op(tf.constant(x, dtype=dtype), r)
+    assert y.dtype == tf.as_dtype(dtype)
+    expected = x @ scipy.linalg.circulant(r).T
+    assert np.abs(y.numpy() - expected).max() < rtol * np.abs(expected).max()
+
+
+@pytest.mark.parametrize("op", [circulant_matmul, circulant_matmul_dft])
+def test_complex_first_column_is_refused(op):
+    with pytest.raises(TypeError, match="must be real. Received: r.dtype=complex"):
+        op(np.ones((2, 4), np.float32), np.ones(4) * (1 + 1j))

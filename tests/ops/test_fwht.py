@@ -1,5 +1,7 @@
 """keras_fried.ops.fwht against x @ scipy.linalg.hadamard(d)."""
 
+import re
+
 import numpy as np
 import pytest
 import scipy.linalg
@@ -160,3 +162,21 @@ def test_builtin_ops_form_matches(log_d):
         y = fwht(x, normalize=False).numpy()
     expected, columns = _reference(x.astype(np.float64), d, np.random.default_rng(0))
     assert max_relative_error(y[..., columns], expected) < RTOL
+
+
+@pytest.mark.parametrize("dtype, rtol", [("complex64", 1e-5), ("complex128", 1e-12)])
+@pytest.mark.parametrize("normalize", [False, True])
+def test_complex_inputs_transform_real_and_imaginary_parts(dtype, rtol, normalize):
+    rng = np.random.default_rng(2)
+    x = rng.standard_normal((3, 64)) + 1j * rng.standard_normal((3, 64))
+    y = fwht(tf.constant(x, dtype=dtype), normalize=normalize)
+    assert y.dtype == tf.as_dtype(dtype)
+    expected = x @ scipy.linalg.hadamard(64) / (8.0 if normalize else 1.0)
+    assert np.abs(y.numpy() - expected).max() < rtol * np.abs(expected).max()
+
+
+@pytest.mark.parametrize("normalize", ["no", 0, 1, None, np.float32(1.0)])
+def test_normalize_must_be_a_bool(normalize):
+    with pytest.raises(TypeError, match=re.escape(f"Received: normalize={normalize!r}")):
+        fwht(np.ones(4), normalize=normalize)
+    assert fwht(np.ones(4), normalize=np.bool_(False)).numpy().tolist() == [4, 0, 0, 0]
