@@ -12,6 +12,16 @@ rejected without training. Validation data: the last 10,000 training images
 against parameters, and writes trials.json, trials.md, pareto.md and pareto.png
 into --out.
 
+The search resumes: rerunning the same command after an interruption (Ctrl-C, a
+killed job) keeps the finished trials in --out, retries the one that was
+running and trains only the rest; --overwrite starts over.
+
+Across machines, keras-tuner's own chief/worker mode runs the search: start the
+same command once with KERASTUNER_TUNER_ID=chief (it holds the oracle, trains
+nothing and writes the report when all trials are done) and once per worker with
+KERASTUNER_TUNER_ID=tuner0, tuner1, ...; all with KERASTUNER_ORACLE_IP and
+KERASTUNER_ORACLE_PORT set to the chief's address.
+
 Usage:
     python examples/tune_mnist.py --data-dir ../shared/data/mnist --max-trials 20
     python examples/tune_mnist.py --tuner hyperband --max-params 50000
@@ -47,7 +57,9 @@ def make_tuner(kind, hypermodel, args):
         seed=args.seed,
         directory=args.out,
         project_name=f"tune_mnist_{kind}",
-        overwrite=True,
+        # Resume a search that was interrupted; only the chief may delete a
+        # shared search folder.
+        overwrite=args.overwrite and not tuning.is_worker(),
         max_consecutive_failed_trials=None,  # rejected (over-budget) trials are failures
     )
     if kind == "random":
@@ -61,18 +73,23 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--data-dir", default=None, help="MNIST IDX folder (default: tensorflow-datasets)")
     parser.add_argument("--tuner", choices=["random", "bayesian", "hyperband"], default="random")
-    parser.add_argument("--max-trials", type=int, default=20)
+    parser.add_argument("--max-trials", type=int, default=None, help="default 20 (3 with --quick)")
     parser.add_argument("--max-params", type=int, default=50_000)
     parser.add_argument("--kinds", nargs="+", choices=tuning.KINDS, default=list(tuning.KINDS))
-    parser.add_argument("--epochs", type=int, default=15, help="epochs per trial (hyperband: max)")
+    parser.add_argument("--epochs", type=int, default=None,
+                        help="epochs per trial (hyperband: max); default 15 (1 with --quick)")
     parser.add_argument("--batch-size", type=int, default=128)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", default="results/tune_mnist")
     parser.add_argument("--quick", action="store_true", help="3 trials, 1 epoch, a small slice")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="start the search over instead of resuming the one in --out")
     parser.add_argument("--verbose", type=int, default=1)
     args = parser.parse_args(argv)
-    if args.quick:
-        args.max_trials, args.epochs = 3, 1
+    if args.max_trials is None:
+        args.max_trials = 3 if args.quick else 20
+    if args.epochs is None:
+        args.epochs = 1 if args.quick else 15
 
     keras.utils.set_random_seed(args.seed)
     try:
@@ -97,10 +114,19 @@ def main(argv=None):
     for kind in args.kinds:
         print(f"  {kind}: {choices.get(kind, 'none (left out of the search)')}")
     tuner = make_tuner(args.tuner, hypermodel, args)
+    if not tuning.is_worker():
+        done = len(tuning.finished_trials(tuner))
+        if done:
+            print(f"Resuming the search in {tuner.project_dir}: {done} trials already "
+                  "finished (--overwrite starts over).")
     start = time.time()
     tuner.search(x_fit, y_fit, validation_data=(x_val, y_val), epochs=args.epochs,
                  batch_size=args.batch_size, verbose=args.verbose)
     seconds = time.time() - start
+    print(f"Trained {len(hypermodel.trained_trials)} trials in this run.")
+    if tuning.is_worker():
+        print(f"Worker {os.environ['KERASTUNER_TUNER_ID']} finished; the chief writes the report.")
+        return
     rows = tuning.results(tuner)
     front = tuning.pareto_front(rows)
     os.makedirs(args.out, exist_ok=True)

@@ -2,7 +2,14 @@
 
 Adaptive Fastfood ("Deep Fried Convnets") and Fastfood random features, built on a
 fast Walsh-Hadamard transform. Use the TensorFlow backend of Keras 3.
+
+`keras_fried.layers` and `keras_fried.ops` load with the package; the other
+public submodules (`datasets`, `tflite`, `tuning`) load on first use, so that
+`import keras_fried` does not pull in keras-tuner, tensorflow-datasets or the
+TFLite converter.
 """
+
+import importlib
 
 import keras
 
@@ -22,4 +29,29 @@ from keras_fried.summary import summary  # noqa: E402
 
 __version__ = "0.1.0"
 
-__all__ = ["AdaptiveFastfood", "Fastfood", "count_params", "layers", "ops", "summary"]
+# Loaded on first attribute access (PEP 562).
+_LAZY_SUBMODULES = ("datasets", "tflite", "tuning")
+
+__all__ = [
+    "AdaptiveFastfood",
+    "Fastfood",
+    "count_params",
+    "datasets",
+    "layers",
+    "ops",
+    "summary",
+    "tflite",
+    "tuning",
+]
+
+
+def __getattr__(name):
+    if name in _LAZY_SUBMODULES:
+        module = importlib.import_module(f"keras_fried.{name}")
+        globals()[name] = module  # later lookups skip this function
+        return module
+    raise AttributeError(f"module 'keras_fried' has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(set(globals()) | set(_LAZY_SUBMODULES))

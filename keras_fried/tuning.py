@@ -18,9 +18,18 @@ Under a budget the search offers each kind only the feature counts that fit it
 `fit` raises `keras_tuner.errors.FailedTrialError`, so keras-tuner records it as
 failed and moves on (pass `max_consecutive_failed_trials=None` so that several
 rejections in a row do not end the search); `results` reports it as rejected.
+
+A search resumes when its tuner is built again with the same `directory` and
+`project_name` and `overwrite=False` (keras-tuner's default): finished trials
+are kept and an interrupted one is retried. To search across machines, use
+keras-tuner's chief/worker mode (the `KERASTUNER_TUNER_ID`,
+`KERASTUNER_ORACLE_IP` and `KERASTUNER_ORACLE_PORT` variables): workers train
+trials, and the chief, which holds the oracle, calls `results` once its
+`search` returns (`is_worker` tells the two apart).
 """
 
 import math
+import os
 
 import keras
 import keras_tuner
@@ -221,16 +230,50 @@ class FriedHyperModel(keras_tuner.HyperModel):
         return model.fit(*args, **kwargs)
 
 
+def is_worker():
+    """Whether this process is a worker of a keras-tuner chief/worker search.
+
+    keras-tuner's distributed mode is set by environment variables: with
+    `KERASTUNER_ORACLE_IP` set, the process whose `KERASTUNER_TUNER_ID`
+    contains "chief" serves the oracle and the others are workers. A worker's
+    oracle is a client of the chief's: it has no trials to report.
+    """
+    return "KERASTUNER_ORACLE_IP" in os.environ and "chief" not in os.environ.get(
+        "KERASTUNER_TUNER_ID", ""
+    )
+
+
+def _trials(tuner):
+    if is_worker() or not hasattr(tuner.oracle, "trials"):
+        raise ValueError(
+            "The trials of a distributed keras-tuner search live in the chief's oracle: "
+            "read them in the chief process (KERASTUNER_TUNER_ID=chief) after its "
+            "search returns, not in a worker. Received: a tuner of worker "
+            f"KERASTUNER_TUNER_ID={os.environ.get('KERASTUNER_TUNER_ID')!r}"
+        )
+    return sorted(tuner.oracle.trials.values(), key=lambda t: int(t.trial_id))
+
+
+def finished_trials(tuner):
+    """The trials of `tuner` that ended (trained, rejected or failed), e.g. before a resume."""
+    return [t for t in _trials(tuner) if t.status in ("COMPLETED", "FAILED", "INVALID", "STOPPED")]
+
+
 def results(tuner):
     """Every trial of a finished search: hyperparameters, status, metric, parameters.
 
     The parameter count comes from rebuilding each trial's model from its
     hyperparameters (which is also how the best model is recovered), so
-    rejected trials have one too.
+    rejected trials have one too. In a chief/worker search, call it in the
+    chief.
+
+    Raises:
+        ValueError: If called in a worker of a chief/worker search.
     """
+    trials = _trials(tuner)
     objective = tuner.oracle.objective.name
     rows = []
-    for trial in sorted(tuner.oracle.trials.values(), key=lambda t: int(t.trial_id)):
+    for trial in trials:
         model = tuner.hypermodel.build(trial.hyperparameters)
         status = "trained" if trial.status == "COMPLETED" else (
             "rejected" if REJECTED in (trial.message or "") else trial.status.lower()

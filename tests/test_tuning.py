@@ -1,6 +1,10 @@
 """keras_fried.tuning: budgeted keras-tuner searches over structured layers."""
 
+import glob
+import json
 import os
+import signal
+import socket
 import subprocess
 import sys
 import time
@@ -153,18 +157,122 @@ def test_bad_arguments():
         tuning.FriedHyperModel((4,), features_range=(64, 32))
 
 
-def test_example_quick_run(tmp_path):
+def _mnist_dir(tmp_path):
     from tests.datasets.test_mnist import MNIST_DIR
     from tests.datasets.test_mnist import _fake_mnist_folder
 
-    data_dir = MNIST_DIR if os.path.isdir(MNIST_DIR) else _fake_mnist_folder(tmp_path, train=12_000)
-    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
+    return MNIST_DIR if os.path.isdir(MNIST_DIR) else _fake_mnist_folder(tmp_path, train=12_000)
+
+
+def _example_command(tmp_path, *flags):
+    return [sys.executable, "examples/tune_mnist.py", "--quick", "--data-dir", _mnist_dir(tmp_path),
+            "--out", str(tmp_path / "out"), "--verbose", "0", *flags]
+
+
+def _example_env(**variables):
+    return dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", **variables)
+
+
+def test_example_quick_run(tmp_path):
     result = subprocess.run(
-        [sys.executable, "examples/tune_mnist.py", "--quick", "--data-dir", data_dir,
-         "--out", str(tmp_path / "out"), "--verbose", "0"],
-        cwd=ROOT, env=env, capture_output=True, text=True, timeout=600,
+        _example_command(tmp_path), cwd=ROOT, env=_example_env(), capture_output=True, text=True, timeout=600
     )
     assert result.returncode == 0, result.stderr[-3000:]
     assert "Pareto front" in result.stdout
     for name in ("trials.json", "trials.md", "pareto.md", "pareto.png"):
         assert (tmp_path / "out" / name).exists()
+
+
+def _finished_trials(project_dir):
+    finished = []
+    for path in glob.glob(os.path.join(project_dir, "trial_*", "trial.json")):
+        try:
+            with open(path) as f:
+                status = json.load(f)["status"]
+        except (OSError, ValueError):  # being written
+            continue
+        if status in ("COMPLETED", "FAILED"):
+            finished.append(path)
+    return finished
+
+
+def test_an_interrupted_search_resumes_where_it_stopped(tmp_path):
+    # Circulant only: no trial is rejected instantly, so the kill lands in trial
+    # 3. SIGKILL (a killed job) rather than SIGINT: Python may swallow a
+    # KeyboardInterrupt raised inside a finaliser, and a kill saves nothing.
+    command = _example_command(tmp_path, "--max-trials", "4", "--kinds", "circulant")
+    project_dir = str(tmp_path / "out" / "tune_mnist_random")
+    process = subprocess.Popen(command, cwd=ROOT, env=_example_env(), stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 300
+    while len(_finished_trials(project_dir)) < 2 and process.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    process.send_signal(signal.SIGKILL)
+    process.communicate(timeout=120)
+    assert process.returncode == -signal.SIGKILL
+    assert len(_finished_trials(project_dir)) == 2
+
+    rerun = subprocess.run(command, cwd=ROOT, env=_example_env(), capture_output=True, text=True, timeout=600)
+    assert rerun.returncode == 0, rerun.stderr[-3000:]
+    assert "2 trials already finished" in rerun.stdout
+    assert "Trained 2 trials in this run." in rerun.stdout
+    with open(tmp_path / "out" / "trials.json") as f:
+        rows = json.load(f)["trials"]
+    assert [r["trial"] for r in rows] == ["0", "1", "2", "3"]
+    assert all(r["status"] == "trained" for r in rows)
+
+    # --overwrite starts over.
+    fresh = subprocess.run([*command[:-4], "--max-trials", "1", "--kinds", "circulant", "--overwrite"],
+                           cwd=ROOT, env=_example_env(), capture_output=True, text=True, timeout=600)
+    assert fresh.returncode == 0, fresh.stderr[-3000:]
+    assert "already finished" not in fresh.stdout and "Trained 1 trials in this run." in fresh.stdout
+
+
+def _free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_chief_and_two_workers_on_localhost(tmp_path):
+    # keras-tuner's own distributed mode: the chief serves the oracle and
+    # writes the report; the workers train the trials and finish cleanly.
+    oracle = {"KERASTUNER_ORACLE_IP": "127.0.0.1", "KERASTUNER_ORACLE_PORT": str(_free_port())}
+    command = _example_command(tmp_path, "--kinds", "circulant", "adaptive_fastfood")
+    processes = {
+        tuner_id: subprocess.Popen(
+            command, cwd=ROOT, env=_example_env(KERASTUNER_TUNER_ID=tuner_id, **oracle),
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        )
+        for tuner_id in ("chief", "tuner0", "tuner1")
+    }
+    outputs = {}
+    try:
+        for tuner_id, process in processes.items():
+            outputs[tuner_id] = process.communicate(timeout=420)
+    finally:
+        for process in processes.values():
+            process.kill()
+    for tuner_id, process in processes.items():
+        assert process.returncode == 0, (tuner_id, outputs[tuner_id][1][-3000:])
+    chief, _ = outputs["chief"]
+    assert "Pareto front" in chief and "Trained 0 trials in this run." in chief
+    trained_by_workers = 0
+    for tuner_id in ("tuner0", "tuner1"):
+        stdout, _ = outputs[tuner_id]
+        assert f"Worker {tuner_id} finished; the chief writes the report." in stdout
+        assert "Pareto front" not in stdout
+        trained_by_workers += int(stdout.split("Trained ")[1].split(" trials")[0])
+    with open(tmp_path / "out" / "trials.json") as f:
+        rows = json.load(f)["trials"]
+    assert len(rows) == 3 and sum(r["status"] == "trained" for r in rows) == trained_by_workers
+
+
+def test_results_in_a_worker_is_a_clear_error(monkeypatch):
+    monkeypatch.setenv("KERASTUNER_ORACLE_IP", "127.0.0.1")
+    monkeypatch.setenv("KERASTUNER_TUNER_ID", "tuner3")
+    assert tuning.is_worker()
+    with pytest.raises(ValueError, match="chief.*KERASTUNER_TUNER_ID='tuner3'"):
+        tuning.results(object())
+    monkeypatch.setenv("KERASTUNER_TUNER_ID", "chief")
+    assert not tuning.is_worker()

@@ -69,6 +69,8 @@ class Fastfood(StructuredLayer):
     def __init__(self, units, sigma=1.0, output_mode="fourier", seed=None, **kwargs):
         kwargs.setdefault("trainable", False)
         super().__init__(**kwargs)
+        # It maps the last axis only, as Dense does: a mask over the other axes stays valid.
+        self.supports_masking = True
         check_positive_int(units, "units")
         check_seed(seed)
         if isinstance(sigma, bool) or not isinstance(sigma, (int, float)) or not sigma > 0:
