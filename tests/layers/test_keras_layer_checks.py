@@ -17,8 +17,8 @@ from keras_fried import layers
 CASES = [
     # S, G, B and the bias; the permutation P.
     ("AdaptiveFastfood", dict(units=8, seed=0), (2, 6), (2, 8), 4, 1, True),
-    # Random features: S, G, B and P, all fixed.
-    ("Fastfood", dict(units=8, seed=0), (2, 6), (2, 8), 0, 4, True),
+    # Random features: S, G, B and P, all fixed; "fourier" output is [cos, sin].
+    ("Fastfood", dict(units=8, seed=0), (2, 6), (2, 16), 0, 4, True),
     # r and the bias; the input signs.
     ("Circulant", dict(units=8, seed=0), (2, 6), (2, 8), 2, 1, True),
     # U1, U2 and the bias; the sketches S1, S2.
