@@ -4,20 +4,38 @@ Trains the paper's network - conv 5x5x20, maxpool 2, conv 5x5x50, maxpool 2,
 flatten (800), FC + ReLU, Dense 10 softmax - with the fully connected layer
 being Dense(500) (the reference) or a Fastfood layer of 1024 or 2048 features,
 non-adaptive or adaptive, all trained jointly from scratch. Prints a Markdown
-table of test error, parameters and size next to the paper's numbers, and
-writes results.json, results.md and a plot of test error against parameters
-into --out.
+table of test error (mean +- sd over --seeds), parameters and size next to the
+paper's numbers, and writes results.json, results.md and a plot of test error
+against parameters into --out.
+
+Two training protocols:
+- `adam` (default, our recipe): Adam at 1e-3 with a cosine decay to zero,
+  batch 128, 15 epochs, inputs scaled by 1/255; no dropout unless --dropout.
+- `paper`: Caffe's LeNet solver, which the paper trained with: SGD with
+  momentum 0.9, base learning rate 0.01 with the "inv" policy
+  (lr = 0.01 (1 + 1e-4 iter)^-0.75), weight decay 5e-4 on every weight and
+  bias, batch 64, 10,000 iterations, inputs scaled by 1/256; dropout (0.5,
+  after the FC layer's ReLU) on the fried rows and not on the reference, as
+  in the paper's Table 1. The non-adaptive Fastfood's bandwidth sigma is
+  chosen from a small grid on a validation split (the last 10,000 training
+  images; the test set is not used for it) and reported in the table.
+
+Results are written after every finished run; rerunning the same command into
+the same --out skips the runs already done (--overwrite starts over).
 
 Usage:
     python examples/mnist_deep_fried.py                      # MNIST via tensorflow-datasets
-    python examples/mnist_deep_fried.py --data-dir ../shared/data/mnist
+    python examples/mnist_deep_fried.py --data-dir ../shared/data/mnist --seeds 3
+    python examples/mnist_deep_fried.py --protocol paper --seeds 3
     python examples/mnist_deep_fried.py --quick              # a small slice, one epoch
     python examples/mnist_deep_fried.py --models reference adaptive-fastfood-1024 --dropout
 """
 
 import argparse
 import json
+import math
 import os
+import statistics
 import sys
 import time
 
@@ -25,11 +43,14 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import keras  # noqa: E402
+import numpy as np  # noqa: E402
+import tensorflow as tf  # noqa: E402
 
 import keras_fried  # noqa: E402
-from keras_fried.datasets import load_mnist  # noqa: E402
+from keras_fried.datasets import load_mnist_arrays  # noqa: E402
 
-# Table 1 of the paper, rows without dropout (test error %, parameters).
+# Table 1 of the paper (test error %, parameters). Its fried rows were trained
+# with dropout; the reference without.
 PAPER = {
     "reference": (0.87, 430_500),
     "fastfood-1024": (0.71, 38_821),
@@ -38,113 +59,220 @@ PAPER = {
     "adaptive-fastfood-2048": (0.72, 52_124),
 }
 MODELS = list(PAPER)
+PROTOCOLS = ("adam", "paper")
+# Bandwidths tried for the non-adaptive Fastfood, relative to sqrt(d).
+SIGMA_GRID = (0.5, 1.0, 2.0)
+# What a finished run depends on: a rerun with other values cannot reuse it.
+SETTINGS = ("protocol", "epochs", "iterations", "batch_size", "learning_rate", "quick", "data_dir")
 
 
-def fully_connected(name, seed):
+def fully_connected(name, seed, sigma_relative=1.0, regularizer=None):
     """The FC layer of each Table 1 row, followed by its ReLU."""
+    decay = {"kernel_regularizer": regularizer(), "bias_regularizer": regularizer()} if regularizer else {}
     if name == "reference":
-        return [keras.layers.Dense(500, activation="relu", name="fc")]
+        return [keras.layers.Dense(500, activation="relu", name="fc", **decay)]
     features = int(name.rsplit("-", 1)[1])
     if name.startswith("adaptive"):
-        return [keras_fried.layers.AdaptiveFastfood(features, activation="relu", seed=seed, name="fc")]
-    # Non-adaptive: fixed random projection (sigma = sqrt(d), LeCun scale) + ReLU.
+        return [keras_fried.layers.AdaptiveFastfood(features, activation="relu", seed=seed, name="fc", **decay)]
+    # Non-adaptive: a fixed random projection (sigma = sqrt(d) is LeCun scale) + ReLU.
+    sigma = sigma_relative * math.sqrt(1024)  # d = 1024 for the 800 inputs
     return [
-        keras_fried.layers.Fastfood(features, sigma=32.0, output_mode="linear", seed=seed, name="fc"),
+        keras_fried.layers.Fastfood(features, sigma=sigma, output_mode="linear", seed=seed, name="fc"),
         keras.layers.ReLU(),
     ]
 
 
-def build_model(name, dropout, seed):
-    head = fully_connected(name, seed)
+def build_model(name, dropout, seed, sigma_relative=1.0, weight_decay=0.0):
+    # Caffe's weight decay is an L2 term on every weight and bias, 0.5 wd ||w||^2.
+    regularizer = (lambda: keras.regularizers.L2(weight_decay / 2)) if weight_decay else None
+    decay = {"kernel_regularizer": regularizer(), "bias_regularizer": regularizer()} if regularizer else {}
+    head = fully_connected(name, seed, sigma_relative, regularizer)
     if dropout:
         head.append(keras.layers.Dropout(0.5))
     return keras.Sequential(
         [
             keras.Input((28, 28, 1)),
-            keras.layers.Conv2D(20, 5, name="conv1"),
+            keras.layers.Conv2D(20, 5, name="conv1", **decay),
             keras.layers.MaxPooling2D(2),
-            keras.layers.Conv2D(50, 5, name="conv2"),
+            keras.layers.Conv2D(50, 5, name="conv2", **decay),
             keras.layers.MaxPooling2D(2),
             keras.layers.Flatten(),
             *head,
-            keras.layers.Dense(10, activation="softmax", name="classifier"),
+            keras.layers.Dense(10, activation="softmax", name="classifier", **decay),
         ],
         name=name,
     )
 
 
-def train_one(name, args, train, test, steps_per_epoch):
-    keras.utils.set_random_seed(args.seed)
-    model = build_model(name, args.dropout, args.seed)
-    # Adam with a cosine decay to zero over the run: the ordinary recipe,
-    # without the noise of a constant step at the end.
-    schedule = keras.optimizers.schedules.CosineDecay(
-        args.learning_rate, decay_steps=args.epochs * steps_per_epoch
-    )
-    model.compile(
-        optimizer=keras.optimizers.Adam(schedule),
-        loss="sparse_categorical_crossentropy",
-        metrics=["accuracy"],
-    )
-    print(f"\n== {name}{' + dropout' if args.dropout else ''} ==", flush=True)
+class CaffeInv(keras.optimizers.schedules.LearningRateSchedule):
+    """Caffe's "inv" learning-rate policy: base_lr (1 + gamma iter)^-power."""
+
+    def __init__(self, base_lr=0.01, gamma=1e-4, power=0.75):
+        self.base_lr, self.gamma, self.power = base_lr, gamma, power
+
+    def __call__(self, step):
+        return self.base_lr * (1.0 + self.gamma * keras.ops.cast(step, "float32")) ** -self.power
+
+    def get_config(self):
+        return {"base_lr": self.base_lr, "gamma": self.gamma, "power": self.power}
+
+
+def uses_dropout(name, args):
+    if args.dropout == "paper":
+        return name != "reference"
+    return args.dropout == "on"
+
+
+def training_setup(args, train_examples):
+    """(optimizer, weight decay, steps per epoch, epochs) of the protocol."""
+    if args.protocol == "paper":
+        steps = 1000 if args.iterations >= 1000 else args.iterations
+        return keras.optimizers.SGD(CaffeInv(args.learning_rate), momentum=0.9), 5e-4, steps, args.iterations // steps
+    steps = -(-train_examples // args.batch_size)
+    schedule = keras.optimizers.schedules.CosineDecay(args.learning_rate, decay_steps=args.epochs * steps)
+    return keras.optimizers.Adam(schedule), 0.0, steps, args.epochs
+
+
+def pipeline(x, y, args, seed, training):
+    data = tf.data.Dataset.from_tensor_slices((x, y))
+    if training:
+        data = data.shuffle(len(x), seed=seed, reshuffle_each_iteration=True).repeat()
+    return data.batch(args.batch_size).prefetch(tf.data.AUTOTUNE)
+
+
+def fit_and_evaluate(name, args, seed, train, test, sigma_relative=1.0, save_path=None):
+    """Trains one row with one seed; returns its test error and facts."""
+    keras.utils.set_random_seed(seed)
+    optimizer, weight_decay, steps, epochs = training_setup(args, len(train[0]))
+    model = build_model(name, uses_dropout(name, args), seed, sigma_relative, weight_decay)
+    model.compile(optimizer=optimizer, loss="sparse_categorical_crossentropy", metrics=["accuracy"])
     start = time.time()
-    model.fit(train, epochs=args.epochs, validation_data=test, verbose=args.verbose)
+    history = model.fit(
+        pipeline(*train, args, seed, training=True), steps_per_epoch=steps, epochs=epochs,
+        verbose=args.verbose, callbacks=[keras.callbacks.TerminateOnNaN()],
+    )
     seconds = time.time() - start
-    _, accuracy = model.evaluate(test, verbose=0)
-    if args.save_models:
-        # For tflite/export_mnist.py: the trained model, named after its row.
-        suffix = "-dropout" if args.dropout else ""
-        model.save(os.path.join(args.out, f"{name}{suffix}.keras"))
+    _, accuracy = model.evaluate(pipeline(*test, args, seed, training=False), verbose=0)
+    if save_path:
+        model.save(save_path)
     report = keras_fried.summary(model, print_fn=None)
-    fc = [r for r in report["rows"] if r["name"] in ("fc", "classifier")]
     return {
-        "model": name,
-        "dropout": args.dropout,
         "test_error": 100.0 * (1.0 - accuracy),
+        "diverged": not all(math.isfinite(v) for v in history.history["loss"]),
+        "iterations": steps * len(history.history["loss"]),
         "params": report["params"],
-        "fc_params": sum(r["params"] for r in fc),
+        "fc_params": sum(r["params"] for r in report["rows"] if r["name"] in ("fc", "classifier")),
         "bytes": report["bytes"],
         "train_seconds": seconds,
-        "paper_test_error": PAPER[name][0],
-        "paper_params": PAPER[name][1],
     }
 
 
-def markdown(results):
+def select_sigma(name, args, seed, train):
+    """Validation error for each relative sigma in the grid, on the last 10,000 training images."""
+    x, y = train
+    split = len(x) - min(10_000, len(x) // 6)
+    fit, validation = (x[:split], y[:split]), (x[split:], y[split:])
+    errors = {}
+    for relative in SIGMA_GRID:
+        print(f"  {name}: sigma = {relative:g} sqrt(d) on the validation split", flush=True)
+        errors[f"{relative:g}"] = fit_and_evaluate(name, args, seed, fit, validation, relative)["test_error"]
+    best = min(errors, key=errors.get)
+    return {"validation_errors": errors, "sigma_relative": float(best)}
+
+
+class ResultsFile:
+    """results.json, written after every run, read back to skip what a rerun has done."""
+
+    def __init__(self, path, args):
+        self.path = path
+        self.settings = {k: getattr(args, k) for k in SETTINGS}
+        self.data = {"settings": self.settings, "sigma_selection": {}, "runs": []}
+        if os.path.exists(path) and not args.overwrite:
+            with open(path) as f:
+                saved = json.load(f)
+            if saved.get("settings") != self.settings:
+                sys.exit(f"error: {path} holds runs made with other settings ({saved.get('settings')}); "
+                         "use another --out, or --overwrite to start over.")
+            self.data = saved
+
+    def run(self, name, dropout, seed):
+        return next((r for r in self.data["runs"]
+                     if (r["model"], r["dropout"], r["seed"]) == (name, dropout, seed)), None)
+
+    def add_run(self, run):
+        self.data["runs"].append(run)
+        self._write()
+
+    def set_sigma_selection(self, name, selection):
+        self.data["sigma_selection"][name] = selection
+        self._write()
+
+    def _write(self):
+        tmp = self.path + ".tmp"
+        with open(tmp, "w") as f:
+            json.dump(self.data, f, indent=2)
+        os.replace(tmp, self.path)  # never a half-written file
+
+
+def summarise(runs, models):
+    """One row per (model, dropout): mean and sd of the test error over seeds."""
+    rows = []
+    for name in models:
+        for dropout in (False, True):
+            group = [r for r in runs if r["model"] == name and r["dropout"] == dropout]
+            if not group:
+                continue
+            errors = [r["test_error"] for r in group]
+            rows.append({
+                "model": name, "dropout": dropout, "seeds": [r["seed"] for r in group], "test_errors": errors,
+                "mean": statistics.fmean(errors), "sd": statistics.stdev(errors) if len(errors) > 1 else 0.0,
+                "diverged": sum(r["diverged"] for r in group), "params": group[0]["params"],
+                "fc_params": group[0]["fc_params"], "bytes": group[0]["bytes"],
+                "train_seconds": statistics.fmean(r["train_seconds"] for r in group),
+                "sigma_relative": group[0].get("sigma_relative"),
+                "paper_test_error": PAPER[name][0], "paper_params": PAPER[name][1],
+            })
+    return rows
+
+
+def markdown(rows):
     lines = [
-        "| model | test error | params | FC params | float32 size | train time | paper error | paper params |",
-        "|---|---|---|---|---|---|---|---|",
+        "| model | test error (mean +- sd) | seeds | params | FC params | float32 size | train time | sigma | paper error | paper params |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
-    for r in results:
+    for r in rows:
         name = r["model"] + (" + dropout" if r["dropout"] else "")
+        error = f"{r['mean']:.2f} +- {r['sd']:.2f}%" if len(r["seeds"]) > 1 else f"{r['mean']:.2f}%"
+        if r["diverged"]:
+            error += f" ({r['diverged']} diverged)"
+        sigma = "-" if r["sigma_relative"] is None else f"{r['sigma_relative']:g} sqrt(d)"
         lines.append(
-            f"| {name} | {r['test_error']:.2f}% | {r['params']:,} | {r['fc_params']:,} | "
-            f"{r['bytes'] / 1024:.0f} KiB | {r['train_seconds']:.0f} s | "
+            f"| {name} | {error} | {len(r['seeds'])} | {r['params']:,} | {r['fc_params']:,} | "
+            f"{r['bytes'] / 1024:.0f} KiB | {r['train_seconds']:.0f} s | {sigma} | "
             f"{r['paper_test_error']:.2f}% | {r['paper_params']:,} |"
         )
     return "\n".join(lines)
 
 
-def plot(results, path):
+def plot(rows, path, protocol):
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     figure, axes = plt.subplots(figsize=(6.5, 4.2))
-    for r in results:
+    for r in rows:
         label = r["model"] + (" + dropout" if r["dropout"] else "")
-        axes.scatter(r["params"], r["test_error"], s=40, color="C0")
-        axes.annotate(label, (r["params"], r["test_error"]), textcoords="offset points",
-                      xytext=(5, 4), fontsize=8)
-        axes.scatter(r["paper_params"], r["paper_test_error"], s=40, facecolors="none",
-                     edgecolors="grey")
+        axes.errorbar(r["params"], r["mean"], yerr=r["sd"], fmt="o", color="C0", capsize=3)
+        axes.scatter([r["params"]] * len(r["test_errors"]), r["test_errors"], s=10, color="C0", alpha=0.4)
+        axes.annotate(label, (r["params"], r["mean"]), textcoords="offset points", xytext=(5, 4), fontsize=8)
+        axes.scatter(r["paper_params"], r["paper_test_error"], s=40, facecolors="none", edgecolors="grey")
     axes.scatter([], [], s=40, facecolors="none", edgecolors="grey", label="paper (Table 1)")
-    axes.scatter([], [], s=40, color="C0", label="this run")
+    axes.errorbar([], [], yerr=[], fmt="o", color="C0", label="this run: mean +- sd, dots: seeds")
     axes.set_xscale("log")
     axes.set_xlabel("parameters (whole network)")
     axes.set_ylabel("MNIST test error (%)")
-    axes.set_title("Deep Fried Convnets on MNIST")
+    axes.set_title(f"Deep Fried Convnets on MNIST ({protocol} protocol)")
     axes.grid(True, which="both", alpha=0.3)
     axes.legend(fontsize=8)
     figure.tight_layout()
@@ -155,53 +283,93 @@ def plot(results, path):
 def parse_args(argv):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--models", nargs="+", choices=MODELS, default=MODELS)
-    parser.add_argument("--dropout", action="store_true", help="dropout 0.5 after the FC layer")
-    parser.add_argument("--epochs", type=int, default=15)
-    parser.add_argument("--batch-size", type=int, default=128)
-    parser.add_argument("--learning-rate", type=float, default=1e-3)
+    parser.add_argument("--protocol", choices=PROTOCOLS, default="adam",
+                        help="adam: our recipe; paper: Caffe's LeNet SGD solver (see above)")
+    parser.add_argument("--dropout", nargs="?", const="on", choices=["on", "off", "paper"], default=None,
+                        help="dropout 0.5 after the FC layer: on (the bare flag), off, or paper (the "
+                             "fried rows only); default off for adam, paper for paper")
+    parser.add_argument("--seeds", type=int, default=1, help="seeds per row: --seed, --seed + 1, ...")
+    parser.add_argument("--epochs", type=int, default=None, help="adam protocol (default 15)")
+    parser.add_argument("--iterations", type=int, default=None, help="paper protocol (default 10,000)")
+    parser.add_argument("--select-iterations", type=int, default=None,
+                        help="iterations (paper) or epochs (adam) per sigma in the grid (default 2,000 / 3)")
+    parser.add_argument("--batch-size", type=int, default=None, help="default 128 (adam), 64 (paper)")
+    parser.add_argument("--learning-rate", type=float, default=None, help="default 1e-3 (adam), 0.01 (paper)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--data-dir", default=None,
                         help="folder of the MNIST IDX files (default: tensorflow-datasets)")
     parser.add_argument("--out", default="results/mnist_deep_fried")
+    parser.add_argument("--overwrite", action="store_true", help="start over instead of resuming --out")
     parser.add_argument("--quick", action="store_true",
-                        help="smoke run: 2,000 training and 1,000 test images, one epoch")
+                        help="smoke run: 2,000 training and 1,000 test images, one epoch (or 40 iterations)")
     parser.add_argument("--save-models", action="store_true",
-                        help="also save every trained model as <out>/<model>.keras")
+                        help="also save every trained model as <out>/<model>[-dropout]-seed<k>.keras")
     parser.add_argument("--verbose", type=int, default=1, help="Keras fit verbosity (1: progress bars)")
     args = parser.parse_args(argv)
-    for name in ("epochs", "batch_size"):
+    paper = args.protocol == "paper"
+    defaults = {
+        "dropout": "paper" if paper else "off",
+        "epochs": 1 if args.quick else 15,
+        "iterations": 40 if args.quick else 10_000,
+        "select_iterations": (20 if args.quick else 2_000) if paper else (1 if args.quick else 3),
+        "batch_size": 64 if paper else 128,
+        "learning_rate": 0.01 if paper else 1e-3,
+    }
+    for name, value in defaults.items():
+        if getattr(args, name) is None:
+            setattr(args, name, value)
+    for name in ("epochs", "iterations", "select_iterations", "batch_size", "seeds"):
         if getattr(args, name) <= 0:
             parser.error(f"--{name.replace('_', '-')} must be positive, got {getattr(args, name)}")
-    if args.quick:
-        args.epochs = 1
     return args
 
 
 def main(argv=None):
     args = parse_args(argv)
-    limits = (2000, 1000) if args.quick else (None, None)
     try:
-        train, test, info = load_mnist(
-            args.data_dir, args.batch_size, args.seed, train_limit=limits[0], test_limit=limits[1]
-        )
+        (x_train, y_train), (x_test, y_test) = load_mnist_arrays(args.data_dir)
     except (RuntimeError, FileNotFoundError, ValueError) as error:
         sys.exit(f"error: {error}")
-    steps = -(-info["train_examples"] // args.batch_size)
-    print(f"MNIST from {info['source']}: {info['train_examples']:,} training and "
-          f"{info['test_examples']:,} test images; {args.epochs} epochs, batch {args.batch_size}.")
+    if args.quick:
+        x_train, y_train, x_test, y_test = x_train[:2000], y_train[:2000], x_test[:1000], y_test[:1000]
+    scale = 256.0 if args.protocol == "paper" else 255.0  # Caffe's LeNet: 0.00390625
+    train = (x_train[..., None].astype("float32") / scale, y_train.astype("int32"))
+    test = (x_test[..., None].astype("float32") / scale, y_test.astype("int32"))
+    os.makedirs(args.out, exist_ok=True)
+    results = ResultsFile(os.path.join(args.out, "results.json"), args)
+    seeds = list(range(args.seed, args.seed + args.seeds))
+    print(f"MNIST: {len(train[0]):,} training and {len(test[0]):,} test images; {args.protocol} protocol, "
+          f"seeds {seeds}; results in {results.path}.", flush=True)
     start = time.time()
-    os.makedirs(args.out, exist_ok=True)
-    results = [train_one(name, args, train, test, steps) for name in args.models]
-    table = markdown(results)
-    os.makedirs(args.out, exist_ok=True)
-    with open(os.path.join(args.out, "results.json"), "w") as f:
-        json.dump({"args": vars(args), "data": info, "total_seconds": time.time() - start,
-                   "results": results}, f, indent=2)
+    for name in args.models:
+        dropout = uses_dropout(name, args)
+        sigma_relative = None
+        if name.startswith("fastfood"):
+            if name not in results.data["sigma_selection"]:
+                selection_args = argparse.Namespace(**{**vars(args), "epochs": args.select_iterations,
+                                                       "iterations": args.select_iterations, "verbose": 0})
+                results.set_sigma_selection(name, select_sigma(name, selection_args, args.seed, train))
+            sigma_relative = results.data["sigma_selection"][name]["sigma_relative"]
+        for seed in seeds:
+            if results.run(name, dropout, seed):
+                print(f"== {name}{' + dropout' if dropout else ''}, seed {seed}: done earlier, skipped", flush=True)
+                continue
+            print(f"\n== {name}{' + dropout' if dropout else ''}, seed {seed} ==", flush=True)
+            save_path = None
+            if args.save_models:
+                save_path = os.path.join(args.out, f"{name}{'-dropout' if dropout else ''}-seed{seed}.keras")
+            run = fit_and_evaluate(name, args, seed, train, test, sigma_relative or 1.0, save_path)
+            run.update({"model": name, "dropout": dropout, "seed": seed, "sigma_relative": sigma_relative})
+            print(f"   test error {run['test_error']:.2f}%{' (diverged)' if run['diverged'] else ''}, "
+                  f"{run['train_seconds']:.0f} s", flush=True)
+            results.add_run(run)
+    rows = summarise(results.data["runs"], args.models)
+    table = markdown(rows)
     with open(os.path.join(args.out, "results.md"), "w") as f:
         f.write(table + "\n")
-    plot(results, os.path.join(args.out, "error_vs_params.png"))
+    plot(rows, os.path.join(args.out, "error_vs_params.png"), args.protocol)
     print("\n" + table)
-    print(f"\nTotal time {time.time() - start:.0f} s. Wrote results.json, results.md and "
+    print(f"\nThis invocation took {time.time() - start:.0f} s. Wrote results.json, results.md and "
           f"error_vs_params.png to {args.out}")
 
 

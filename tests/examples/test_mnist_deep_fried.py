@@ -26,13 +26,14 @@ def test_quick_run_writes_table_json_and_plot(tmp_path):
     assert result.returncode == 0, result.stderr[-3000:]
     assert "| adaptive-fastfood-1024 |" in result.stdout and "paper error" in result.stdout
     saved = json.loads((out / "results.json").read_text())
-    rows = {r["model"]: r for r in saved["results"]}
+    rows = {r["model"]: r for r in saved["runs"]}
     assert set(rows) == {
         "reference", "fastfood-1024", "fastfood-2048", "adaptive-fastfood-1024", "adaptive-fastfood-2048"
     }
     assert rows["adaptive-fastfood-1024"]["params"] == 39_916  # <= 40,000
     assert rows["reference"]["params"] == 431_080
-    assert saved["args"]["epochs"] == 1
+    assert saved["settings"]["epochs"] == 1 and saved["settings"]["protocol"] == "adam"
+    assert {r["seed"] for r in saved["runs"]} == {0} and not any(r["dropout"] for r in saved["runs"])
     assert (out / "error_vs_params.png").stat().st_size > 10_000
     assert (out / "results.md").read_text().startswith("| model |")
 
@@ -49,3 +50,33 @@ def test_bad_data_dir_is_a_clear_error(tmp_path):
     result = _run("--quick", "--data-dir", str(tmp_path), "--out", str(tmp_path / "o"))
     assert result.returncode != 0
     assert "train-images-idx3-ubyte" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_paper_protocol_with_two_seeds_resumes(tmp_path):
+    data_dir = _fake_mnist_folder(tmp_path, train=256, test=64)
+    out = tmp_path / "out"
+    flags = ["--quick", "--protocol", "paper", "--seeds", "2", "--data-dir", data_dir, "--out", str(out),
+             "--models", "reference", "fastfood-1024", "adaptive-fastfood-1024", "--verbose", "0"]
+    result = _run(*flags)
+    assert result.returncode == 0, result.stderr[-3000:]
+    saved = json.loads((out / "results.json").read_text())
+    assert saved["settings"]["protocol"] == "paper" and saved["settings"]["iterations"] == 40
+    runs = {(r["model"], r["seed"]): r for r in saved["runs"]}
+    assert set(runs) == {(m, s) for m in ("reference", "fastfood-1024", "adaptive-fastfood-1024") for s in (0, 1)}
+    # Dropout where the paper used it: the fried rows, not the reference.
+    assert [runs[("reference", s)]["dropout"] for s in (0, 1)] == [False, False]
+    assert runs[("adaptive-fastfood-1024", 1)]["dropout"] and runs[("fastfood-1024", 0)]["dropout"]
+    assert all(r["iterations"] == 40 for r in saved["runs"])
+    # sigma of the non-adaptive row chosen on the validation split, reported.
+    selection = saved["sigma_selection"]["fastfood-1024"]
+    assert set(selection["validation_errors"]) == {"0.5", "1", "2"}
+    assert runs[("fastfood-1024", 0)]["sigma_relative"] == selection["sigma_relative"]
+    assert "| adaptive-fastfood-1024 + dropout |" in result.stdout and " +- " in result.stdout
+    # Rerunning the same command trains nothing again.
+    again = _run(*flags)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert again.stdout.count("done earlier, skipped") == 6
+    assert json.loads((out / "results.json").read_text())["runs"] == saved["runs"]
+    # Other settings into the same folder: refused, not mixed.
+    other = _run(*[f if f != "paper" else "adam" for f in flags])
+    assert other.returncode != 0 and "other settings" in other.stderr
