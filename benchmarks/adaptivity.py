@@ -8,9 +8,10 @@ and prints the training loss per epoch for:
 
 - `Dense(d)` and a frozen random `Dense(d)` (random-feature reference),
 - `AdaptiveFastfood(d)` frozen, and trainable with its diagonals stored at
-  several magnitudes m (the constant scale compensates, so every variant
-  starts from the same function; with Adam a smaller m means larger relative
-  steps, with SGD it also means larger gradients).
+  the default magnitude m = sqrt(3 / d) and at others given by --magnitudes
+  (the constant scale compensates, so every variant starts from the same
+  function; with Adam a smaller m means larger relative steps, with SGD it
+  also means larger gradients).
 
 Usage:
     python benchmarks/adaptivity.py --dims 1024 4096 --magnitudes 1 0.03125 0.015625
@@ -52,12 +53,11 @@ def heads(d, magnitudes):
     yield "Dense", lambda: keras.layers.Dense(d, activation="relu")
     yield "Dense, frozen", lambda: keras.layers.Dense(d, activation="relu", trainable=False)
     yield "AdaptiveFastfood, frozen", lambda: AdaptiveFastfood(d, activation="relu", trainable=False)
+    yield f"AdaptiveFastfood, m=sqrt(3/d)={(3 / d) ** 0.5:.3g} (default)", lambda: AdaptiveFastfood(
+        d, activation="relu"
+    )
     for m in magnitudes:
-
-        class Variant(AdaptiveFastfood):
-            _diagonal_magnitude = m
-
-        yield f"AdaptiveFastfood, m={m:g}", lambda cls=Variant: cls(d, activation="relu")
+        yield f"AdaptiveFastfood, m={m:g}", lambda m=m: AdaptiveFastfood(d, activation="relu", diagonal_magnitude=m)
 
 
 def main(argv=None):

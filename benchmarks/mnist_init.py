@@ -62,14 +62,14 @@ def make_head(kind, magnitude):
     if kind == "circulant":
         return Circulant(1024, activation="relu"), []
 
-    class Variant(AdaptiveFastfood):
-        _diagonal_magnitude = magnitude or AdaptiveFastfood._diagonal_magnitude
+    def adaptive(units):
+        return AdaptiveFastfood(units, activation="relu", diagonal_magnitude=magnitude)
 
     if kind == "adaptive-fastfood-2048":
-        return Variant(2048, activation="relu"), []
+        return adaptive(2048), []
     if kind == "fastfood-fixed":
-        return Variant(1024, activation="relu"), ["scaling", "gaussian", "sign"]
-    return Variant(1024, activation="relu"), []
+        return adaptive(1024), ["scaling", "gaussian", "sign"]
+    return adaptive(1024), []
 
 
 def make_model(kind, magnitude):
@@ -117,8 +117,8 @@ def main(argv=None):
         "--heads", nargs="+", choices=list(HEADS), default=["dense", "adaptive-fastfood"]
     )
     parser.add_argument(
-        "--magnitudes", type=float, nargs="+", default=[AdaptiveFastfood._diagonal_magnitude],
-        help="stored magnitudes m of the adaptive-fastfood head (default: the layer's)",
+        "--magnitudes", type=float, nargs="+", default=[None],
+        help="stored magnitudes m of the adaptive-fastfood head (default: the layer's, sqrt(3 / d))",
     )
     parser.add_argument("--limit", type=int, default=None, help="train on the first N images")
     args = parser.parse_args(argv)

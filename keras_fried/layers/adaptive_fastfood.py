@@ -1,10 +1,14 @@
 """AdaptiveFastfood: the trainable Fastfood layer of "Deep Fried Convnets"."""
 
+import math
+
 import keras
 
+from keras_fried import ops as fried_ops
 from keras_fried.layers.fastfood_blocks import build_fastfood_blocks
 from keras_fried.layers.fastfood_blocks import fastfood_project
 from keras_fried.layers.structured_layer import DenseLikeLayer
+from keras_fried.layers.structured_layer import check_last_dim
 from keras_fried.layers.structured_layer import check_positive_int
 
 
@@ -25,14 +29,18 @@ class AdaptiveFastfood(DenseLikeLayer):
     Initialisation is the non-adaptive Fastfood transform: B random signs, G
     standard normal, `S_i = s_i / ||G||_F` with `s_i` chi-distributed with `d`
     degrees of freedom, each row of `V` having the length of a Gaussian row of
-    variance `1 / d` (LeCun scaling, like a Dense kernel). The three diagonals
-    are stored multiplied by `m = 1/32` and the constant `scale = 1 / (d m^3)`
-    divides that out again. The stored magnitude decides how fast optimizers
-    move the diagonals: at `m = 1` Adam's steps are ~0.1% of each value and
-    the layer trains no better than its frozen random version; at `m = 1/32`
-    (the size of a Dense kernel entry of a 1024-wide layer) they move like a
-    Dense kernel, and at `m = 1/64` SGD with momentum (lr 0.01) diverged
-    (`benchmarks/adaptivity.py` measures all three).
+    variance `1 / d` (LeCun scaling, like a Dense kernel).
+
+    The three diagonals are stored multiplied by a magnitude `m` and the
+    constant `scale = 1 / (d m^3)` divides it out again, so `m` changes how
+    optimizers move the layer, not what it computes. The default
+    `m = sqrt(3 / d)` makes the three diagonals together move the layer's
+    output about as fast as a Dense kernel moves a Dense layer's, under SGD
+    (whose effective step on each diagonal grows as `1 / m^2`) and under Adam
+    (whose steps are a fixed size in stored units, so grow as `1 / m`).
+    Measured on the MNIST network with Caffe's SGD solver and dropout, a
+    larger step (`m = 1/32` at `d = 1024`, the value used before 0.2) diverged
+    and `m = 1` barely trains under Adam (`benchmarks/adaptivity.py`).
 
     Inputs whose last dimension is not a power of two are zero-padded to the
     next one; when `units > d`, independent blocks are stacked and the first
@@ -53,6 +61,10 @@ class AdaptiveFastfood(DenseLikeLayer):
         bias_constraint: Constraint for the bias vector.
         seed: Integer seed for the random initialisation and the permutation;
             two layers with the same seed and input size are identical.
+        diagonal_magnitude: Positive float `m`, or None (the default) for
+            `sqrt(3 / d)`. It does not change what the layer computes, only
+            how fast optimizers move it; there is rarely a reason to set it.
+            Models saved before it existed load with their `m = 1/32`.
         **kwargs: Base layer arguments (`name`, `dtype`, `trainable`, ...).
 
     Input shape:
@@ -76,9 +88,8 @@ class AdaptiveFastfood(DenseLikeLayer):
         - [Le, Sarlos, Smola, Fastfood, ICML 2013](https://arxiv.org/abs/1408.3060)
     """
 
-    # Magnitude m of the stored diagonals relative to the Fastfood values; the
-    # constant scale divides m^3 out again (see the class docstring).
-    _diagonal_magnitude = 1.0 / 32
+    # The magnitude of layers saved before `diagonal_magnitude` existed (0.1).
+    LEGACY_DIAGONAL_MAGNITUDE = 1.0 / 32
 
     def __init__(
         self,
@@ -92,6 +103,7 @@ class AdaptiveFastfood(DenseLikeLayer):
         kernel_constraint=None,
         bias_constraint=None,
         seed=None,
+        diagonal_magnitude=None,
         **kwargs,
     ):
         super().__init__(
@@ -108,11 +120,22 @@ class AdaptiveFastfood(DenseLikeLayer):
             **kwargs,
         )
         check_positive_int(units, "units")
+        if diagonal_magnitude is not None and (
+            isinstance(diagonal_magnitude, bool)
+            or not isinstance(diagonal_magnitude, (int, float))
+            or not diagonal_magnitude > 0
+        ):
+            raise ValueError(
+                "Received an invalid value for argument `diagonal_magnitude`, expected a "
+                f"positive number or None. Received: diagonal_magnitude={diagonal_magnitude!r}"
+            )
         self.units = units
+        self.diagonal_magnitude = diagonal_magnitude
         self.input_spec = keras.layers.InputSpec(min_ndim=2)
 
     def build(self, input_shape):
-        magnitude = self._diagonal_magnitude
+        d = fried_ops.next_power_of_two(check_last_dim(input_shape, self.name))
+        magnitude = self.diagonal_magnitude or math.sqrt(3.0 / d)
         build_fastfood_blocks(self, input_shape, trainable=True, diagonal_magnitude=magnitude)
         self.scale = 1.0 / (self.padded_dim * magnitude**3)
         self.add_bias(self.units)
@@ -127,4 +150,11 @@ class AdaptiveFastfood(DenseLikeLayer):
         config = super().get_config()
         del config["kernel_initializer"]  # not an argument of this layer
         config["units"] = self.units
+        config["diagonal_magnitude"] = self.diagonal_magnitude
         return config
+
+    @classmethod
+    def from_config(cls, config):
+        # Saved before the argument existed: the diagonals were stored at 1/32.
+        config = {"diagonal_magnitude": cls.LEGACY_DIAGONAL_MAGNITUDE, **config}
+        return super().from_config(config)

@@ -1,5 +1,7 @@
 """AdaptiveFastfood against the explicit S H G P H B product, plus the Keras battery."""
 
+import os
+
 import keras
 import numpy as np
 import pytest
@@ -74,8 +76,8 @@ def test_weights_and_count_params():
 def test_initialisation_is_fastfood_with_lecun_scale():
     layer = AdaptiveFastfood(4096, seed=0)
     layer.build((None, 4096))
-    m = AdaptiveFastfood._diagonal_magnitude
-    assert m == 1 / 32 and layer.scale == pytest.approx(1.0 / (4096 * m**3))
+    m = (3 / 4096) ** 0.5  # the default sqrt(3 / d)
+    assert layer.scale == pytest.approx(1.0 / (4096 * m**3))
     sign = np.asarray(layer.sign) / m
     assert set(np.unique(sign)) == {-1.0, 1.0}
     assert abs(np.asarray(layer.gaussian).std() / m - 1.0) < 0.03
@@ -225,3 +227,32 @@ def test_mnist_shaped_model_trains(jit_compile):
     # Random ReLU features (the layer frozen) only reach about 0.9x; the
     # trained diagonals must do better.
     assert history.history["loss"][-1] < 0.7 * history.history["loss"][0]
+
+
+FIXTURES = os.path.join(os.path.dirname(os.path.dirname(__file__)), "fixtures")
+
+
+def test_models_saved_before_diagonal_magnitude_load_identically():
+    # Saved with keras_fried 0.1, whose diagonals were stored at m = 1/32
+    # (tests/fixtures; made by the 0.1 code with the inputs and outputs kept).
+    model = keras.saving.load_model(os.path.join(FIXTURES, "adaptive_fastfood_0.1.keras"))
+    io = np.load(os.path.join(FIXTURES, "adaptive_fastfood_0.1_io.npz"))
+    layer = model.layers[0]
+    assert layer.diagonal_magnitude == AdaptiveFastfood.LEGACY_DIAGONAL_MAGNITUDE == 1 / 32
+    np.testing.assert_allclose(np.asarray(model(io["x"])), io["y"], rtol=1e-6, atol=1e-6)
+
+
+@pytest.mark.parametrize("magnitude", [None, 1.0, 1 / 32])
+def test_diagonal_magnitude_changes_the_steps_not_the_function(magnitude):
+    x = np.random.default_rng(0).standard_normal((3, 20)).astype("float32")
+    reference = np.asarray(AdaptiveFastfood(40, seed=5)(x))
+    layer = AdaptiveFastfood(40, seed=5, diagonal_magnitude=magnitude)
+    np.testing.assert_allclose(np.asarray(layer(x)), reference, rtol=1e-5, atol=1e-6)
+    assert layer.get_config()["diagonal_magnitude"] == magnitude
+    assert AdaptiveFastfood.from_config(layer.get_config()).diagonal_magnitude == magnitude
+
+
+@pytest.mark.parametrize("magnitude", [0, -1.0, "small", True])
+def test_bad_diagonal_magnitude(magnitude):
+    with pytest.raises(ValueError, match=f"diagonal_magnitude.*Received: diagonal_magnitude={magnitude!r}"):
+        AdaptiveFastfood(8, diagonal_magnitude=magnitude)
