@@ -5,6 +5,7 @@ import math
 import keras
 
 from keras_fried import ops as fried_ops
+from keras_fried.layers.fastfood_blocks import add_inner_dropout
 from keras_fried.layers.fastfood_blocks import build_fastfood_blocks
 from keras_fried.layers.fastfood_blocks import fastfood_project
 from keras_fried.layers.structured_layer import DenseLikeLayer
@@ -65,6 +66,10 @@ class AdaptiveFastfood(DenseLikeLayer):
             `sqrt(3 / d)`. It does not change what the layer computes, only
             how fast optimizers move it; there is rarely a reason to set it.
             Models saved before it existed load with their `m = 1/32`.
+        inner_dropout: Float in [0, 1), 0 by default. Dropout applied inside
+            the layer while training, where Deep Fried Convnets applied it:
+            on the input (before B), between the two H and after S. An
+            alternative to a `Dropout` layer after this one.
         **kwargs: Base layer arguments (`name`, `dtype`, `trainable`, ...).
 
     Input shape:
@@ -104,6 +109,7 @@ class AdaptiveFastfood(DenseLikeLayer):
         bias_constraint=None,
         seed=None,
         diagonal_magnitude=None,
+        inner_dropout=0.0,
         **kwargs,
     ):
         super().__init__(
@@ -131,6 +137,7 @@ class AdaptiveFastfood(DenseLikeLayer):
             )
         self.units = units
         self.diagonal_magnitude = diagonal_magnitude
+        add_inner_dropout(self, inner_dropout)
         self.input_spec = keras.layers.InputSpec(min_ndim=2)
 
     def build(self, input_shape):
@@ -140,8 +147,8 @@ class AdaptiveFastfood(DenseLikeLayer):
         self.scale = 1.0 / (self.padded_dim * magnitude**3)
         self.add_bias(self.units)
 
-    def call(self, inputs):
-        return self.finish(fastfood_project(self, inputs))
+    def call(self, inputs, training=False):
+        return self.finish(fastfood_project(self, inputs, training))
 
     def compute_output_shape(self, input_shape):
         return tuple(input_shape[:-1]) + (self.units,)
@@ -151,6 +158,7 @@ class AdaptiveFastfood(DenseLikeLayer):
         del config["kernel_initializer"]  # not an argument of this layer
         config["units"] = self.units
         config["diagonal_magnitude"] = self.diagonal_magnitude
+        config["inner_dropout"] = self.inner_dropout
         return config
 
     @classmethod

@@ -5,6 +5,7 @@ import math
 import keras
 from keras import ops
 
+from keras_fried.layers.fastfood_blocks import add_inner_dropout
 from keras_fried.layers.fastfood_blocks import build_fastfood_blocks
 from keras_fried.layers.fastfood_blocks import fastfood_project
 from keras_fried.layers.structured_layer import StructuredLayer
@@ -46,6 +47,10 @@ class Fastfood(StructuredLayer):
         output_mode: `"fourier"` or `"linear"`, see above.
         seed: Integer seed for the random parts; two layers with the same seed
             and input size are identical.
+        inner_dropout: Float in [0, 1), 0 by default. Dropout applied inside
+            the layer while training, where Deep Fried Convnets applied it:
+            on the input (before B), between the two H and after S. An
+            alternative to a `Dropout` layer after this one.
         **kwargs: Base layer arguments (`name`, `dtype`, ...).
 
     Input shape:
@@ -66,7 +71,7 @@ class Fastfood(StructuredLayer):
         - [Rahimi, Recht, Random features for large-scale kernel machines, NIPS 2007](https://papers.nips.cc/paper/3182)
     """
 
-    def __init__(self, units, sigma=1.0, output_mode="fourier", seed=None, **kwargs):
+    def __init__(self, units, sigma=1.0, output_mode="fourier", seed=None, inner_dropout=0.0, **kwargs):
         kwargs.setdefault("trainable", False)
         super().__init__(**kwargs)
         # It maps the last axis only, as Dense does: a mask over the other axes stays valid.
@@ -87,14 +92,15 @@ class Fastfood(StructuredLayer):
         self.sigma = float(sigma)
         self.output_mode = output_mode
         self.seed = seed
+        add_inner_dropout(self, inner_dropout)
         self.input_spec = keras.layers.InputSpec(min_ndim=2)
 
     def build(self, input_shape):
         build_fastfood_blocks(self, input_shape, trainable=False)
         self.scale = 1.0 / (self.sigma * math.sqrt(self.padded_dim))
 
-    def call(self, inputs):
-        projection = fastfood_project(self, inputs)
+    def call(self, inputs, training=False):
+        projection = fastfood_project(self, inputs, training)
         if self.output_mode == "fourier":
             norm = math.sqrt(1.0 / self.units)
             projection = norm * ops.concatenate(
@@ -114,6 +120,7 @@ class Fastfood(StructuredLayer):
                 "sigma": self.sigma,
                 "output_mode": self.output_mode,
                 "seed": self.seed,
+                "inner_dropout": self.inner_dropout,
             }
         )
         return config

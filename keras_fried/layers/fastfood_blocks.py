@@ -52,14 +52,43 @@ def build_fastfood_blocks(layer, input_shape, trainable, diagonal_magnitude=1.0)
     layer.input_spec = keras.layers.InputSpec(min_ndim=2, axes={-1: input_dim})
 
 
-def fastfood_project(layer, inputs):
-    """`V x` for `layer`'s blocks: pad, run in float32 or wider, truncate to units."""
+def check_inner_dropout(rate):
+    if isinstance(rate, bool) or not isinstance(rate, (int, float)) or not 0 <= rate < 1:
+        raise ValueError(
+            "Received an invalid value for argument `inner_dropout`, expected a "
+            f"number in [0, 1). Received: inner_dropout={rate!r}"
+        )
+    return float(rate)
+
+
+def add_inner_dropout(layer, rate):
+    """Sets `layer.inner_dropout`, and a seed generator for it when the rate is > 0."""
+    layer.inner_dropout = check_inner_dropout(rate)
+    layer.dropout_seed = keras.random.SeedGenerator(layer.seed) if layer.inner_dropout else None
+
+
+def fastfood_project(layer, inputs, training=False):
+    """`V x` for `layer`'s blocks: pad, run in float32 or wider, truncate to units.
+
+    With `layer.inner_dropout > 0` and `training`, dropout is applied where
+    Deep Fried Convnets applied it inside the module: on the input (before B),
+    after the first H and after S. (B, G and S are diagonal and P permutes, so
+    these are the three distinct places: dropout right before S would hit the
+    same coordinates as after it.)
+    """
     work_dtype = transform_dtype(layer.compute_dtype)
     x = ops.cast(inputs, work_dtype)
+    drop = None
+    if training and layer.inner_dropout:
+
+        def drop(z):
+            return keras.random.dropout(z, layer.inner_dropout, seed=layer.dropout_seed)
+
+        x = drop(x)
     if layer.padded_dim != layer.input_dim:
         pad = [[0, 0]] * (len(x.shape) - 1) + [[0, layer.padded_dim - layer.input_dim]]
         x = ops.pad(x, pad)
-    return fried_ops.fastfood_transform(
+    y = fried_ops.fastfood_transform(
         x,
         ops.cast(layer.sign, work_dtype),
         ops.cast(layer.gaussian, work_dtype),
@@ -67,4 +96,6 @@ def fastfood_project(layer, inputs):
         ops.cast(layer.scaling, work_dtype),
         scale=layer.scale,
         units=layer.units,
+        between_hadamards=drop,
     )
+    return drop(y) if drop else y

@@ -5,7 +5,9 @@ import tensorflow as tf
 from keras_fried.ops.fwht import fwht
 
 
-def fastfood_transform(x, sign, gaussian, permutation, scaling, scale=1.0, units=None):
+def fastfood_transform(
+    x, sign, gaussian, permutation, scaling, scale=1.0, units=None, between_hadamards=None
+):
     """Stacked Fastfood blocks `scale * S H G P H B x` along the last axis.
 
     For every block `k` (matrices act on the column vector `x`, `H` is the
@@ -25,6 +27,8 @@ def fastfood_transform(x, sign, gaussian, permutation, scaling, scale=1.0, units
         scaling: `(m, d)` diagonal S of every block.
         scale: A constant factor applied to every output.
         units: How many of the `m * d` outputs to keep (all when None).
+        between_hadamards: Optional function applied to `H B x` (shape
+            `(..., m, d)`, before the permutation), e.g. a dropout.
 
     Returns:
         Tensor of shape `(..., units)` in the dtype of `x`.
@@ -39,6 +43,8 @@ def fastfood_transform(x, sign, gaussian, permutation, scaling, scale=1.0, units
     batch_shape = tf.shape(x)[:-1]
     y = tf.expand_dims(x, -2) * sign  # (..., m, d)
     y = fwht(y)
+    if between_hadamards is not None:
+        y = between_hadamards(y)
     # One gather over the flattened blocks: block k's indices are offset by k d.
     offsets = tf.range(num_blocks, dtype=permutation.dtype)[:, None] * d
     y = tf.reshape(y, tf.concat([batch_shape, [num_blocks * d]], 0))

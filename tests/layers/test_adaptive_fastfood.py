@@ -256,3 +256,31 @@ def test_diagonal_magnitude_changes_the_steps_not_the_function(magnitude):
 def test_bad_diagonal_magnitude(magnitude):
     with pytest.raises(ValueError, match=f"diagonal_magnitude.*Received: diagonal_magnitude={magnitude!r}"):
         AdaptiveFastfood(8, diagonal_magnitude=magnitude)
+
+
+@pytest.mark.parametrize("cls_name", ["AdaptiveFastfood", "Fastfood"])
+def test_inner_dropout_is_unbiased_and_only_in_training(cls_name):
+    from keras_fried import layers as fried_layers
+
+    kwargs = {"use_bias": False} if cls_name == "AdaptiveFastfood" else {"output_mode": "linear"}
+    make = lambda rate: getattr(fried_layers, cls_name)(16, seed=2, inner_dropout=rate, **kwargs)  # noqa: E731
+    x = np.random.default_rng(0).standard_normal((1, 16)).astype("float32")
+    plain, dropped = make(0.0), make(0.3)
+    expected = np.asarray(plain(x))
+    np.testing.assert_allclose(np.asarray(dropped(x)), expected, rtol=1e-6)  # inference: no dropout
+    # Three independent inverted-dropout masks around a linear map: unbiased.
+    samples = np.asarray(dropped(np.repeat(x, 8000, axis=0), training=True))
+    assert np.abs(samples.mean(0) - expected[0]).max() < 0.1 * np.abs(expected).max()
+    # Only the last mask (after S) zeroes outputs exactly: about 30% of them.
+    assert abs((samples == 0).mean() - 0.3) < 0.03
+
+
+@pytest.mark.parametrize("rate", [-0.1, 1.0, "half", True])
+def test_bad_inner_dropout(rate):
+    with pytest.raises(ValueError, match=f"inner_dropout.*Received: inner_dropout={rate!r}"):
+        AdaptiveFastfood(8, inner_dropout=rate)
+
+
+def test_inner_dropout_in_config():
+    layer = AdaptiveFastfood(8, inner_dropout=0.5, seed=1)
+    assert AdaptiveFastfood.from_config(layer.get_config()).inner_dropout == 0.5

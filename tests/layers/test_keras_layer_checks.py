@@ -15,6 +15,8 @@ from keras_fried import layers
 # (layer, constructor arguments, input shape, output shape,
 #  trainable weights, non-trainable weights (the fixed random structure), supports_masking)
 CASES = [
+    # Dropout inside the layer adds a seed generator (checked below).
+    ("AdaptiveFastfood", dict(units=8, seed=0, inner_dropout=0.5), (2, 6), (2, 8), 4, 1, True),
     # S, G, B and the bias; the permutation P.
     ("AdaptiveFastfood", dict(units=8, seed=0), (2, 6), (2, 8), 4, 1, True),
     # Random features: S, G, B and P, all fixed; "fourier" output is [cos, sin].
@@ -33,7 +35,7 @@ CASES = [
 
 
 class KerasLayerChecksTest(TestCase):
-    @parameterized.named_parameters(*[(case[0], *case) for case in CASES])
+    @parameterized.named_parameters(*[(f"{case[0]}_{i}", *case) for i, case in enumerate(CASES)])
     def test_run_layer_test(self, name, kwargs, input_shape, output_shape, trainable, fixed, masking):
         self.run_layer_test(
             getattr(layers, name),
@@ -42,10 +44,10 @@ class KerasLayerChecksTest(TestCase):
             expected_output_shape=output_shape,
             expected_num_trainable_weights=trainable,
             expected_num_non_trainable_weights=fixed,
-            expected_num_seed_generators=0,
+            expected_num_seed_generators=1 if kwargs.get("inner_dropout") else 0,
             expected_num_losses=0,
             supports_masking=masking,
         )
 
     def test_every_public_layer_is_checked(self):
-        self.assertEqual(sorted(case[0] for case in CASES), sorted(layers.__all__))
+        self.assertEqual(sorted({case[0] for case in CASES}), sorted(layers.__all__))

@@ -48,3 +48,24 @@ def test_input_size_must_match_diagonals():
     blocks = [tf.constant(b) for b in _random_blocks(1, 8, np.random.default_rng(0))]
     with pytest.raises(ValueError, match=r"diagonals' size 8.*x.shape=\(2, 16\)"):
         fastfood_transform(tf.zeros((2, 16), tf.float64), *blocks)
+
+
+def test_between_hadamards_acts_on_h_b_x():
+    # A diagonal D applied by the hook gives S H G P D H B x for every block.
+    import scipy.linalg
+
+    rng = np.random.default_rng(5)
+    m, d = 2, 16
+    sign, gaussian, permutation, scaling = _random_blocks(m, d, rng)
+    mask = rng.uniform(0.0, 2.0, size=(m, d))
+    x = rng.standard_normal((3, d))
+    y = fastfood_transform(tf.constant(x), *map(tf.constant, (sign, gaussian, permutation, scaling)),
+                           scale=0.5, between_hadamards=lambda z: z * mask)
+    h = scipy.linalg.hadamard(d).astype(np.float64)
+    blocks = []
+    for k in range(m):
+        p = np.zeros((d, d))
+        p[np.arange(d), permutation[k]] = 1.0
+        blocks.append(0.5 * np.diag(scaling[k]) @ h @ np.diag(gaussian[k]) @ p @ np.diag(mask[k]) @ h @ np.diag(sign[k]))
+    expected = x @ np.concatenate(blocks).T
+    assert max_relative_error(y.numpy(), expected) < 1e-12
