@@ -63,31 +63,34 @@ PROTOCOLS = ("adam", "paper")
 # Bandwidths tried for the non-adaptive Fastfood, relative to sqrt(d).
 SIGMA_GRID = (0.5, 1.0, 2.0)
 # What a finished run depends on: a rerun with other values cannot reuse it.
-SETTINGS = ("protocol", "epochs", "iterations", "batch_size", "learning_rate", "quick", "data_dir")
+SETTINGS = ("protocol", "epochs", "iterations", "batch_size", "learning_rate", "lr_schedule", "quick", "data_dir")
 
 
-def fully_connected(name, seed, sigma_relative=1.0, regularizer=None):
+def fully_connected(name, seed, sigma_relative=1.0, regularizer=None, inner_dropout=0.0):
     """The FC layer of each Table 1 row, followed by its ReLU."""
     decay = {"kernel_regularizer": regularizer(), "bias_regularizer": regularizer()} if regularizer else {}
     if name == "reference":
         return [keras.layers.Dense(500, activation="relu", name="fc", **decay)]
     features = int(name.rsplit("-", 1)[1])
+    fried = {"seed": seed, "name": "fc", "inner_dropout": inner_dropout}
     if name.startswith("adaptive"):
-        return [keras_fried.layers.AdaptiveFastfood(features, activation="relu", seed=seed, name="fc", **decay)]
+        return [keras_fried.layers.AdaptiveFastfood(features, activation="relu", **fried, **decay)]
     # Non-adaptive: a fixed random projection (sigma = sqrt(d) is LeCun scale) + ReLU.
     sigma = sigma_relative * math.sqrt(1024)  # d = 1024 for the 800 inputs
     return [
-        keras_fried.layers.Fastfood(features, sigma=sigma, output_mode="linear", seed=seed, name="fc"),
+        keras_fried.layers.Fastfood(features, sigma=sigma, output_mode="linear", **fried),
         keras.layers.ReLU(),
     ]
 
 
 def build_model(name, dropout, seed, sigma_relative=1.0, weight_decay=0.0):
+    """The network; `dropout` is "none", "after" (a Dropout layer after the FC
+    layer's ReLU) or "inner" (inside the Fastfood layers, see their `inner_dropout`)."""
     # Caffe's weight decay is an L2 term on every weight and bias, 0.5 wd ||w||^2.
     regularizer = (lambda: keras.regularizers.L2(weight_decay / 2)) if weight_decay else None
     decay = {"kernel_regularizer": regularizer(), "bias_regularizer": regularizer()} if regularizer else {}
-    head = fully_connected(name, seed, sigma_relative, regularizer)
-    if dropout:
+    head = fully_connected(name, seed, sigma_relative, regularizer, 0.5 if dropout == "inner" else 0.0)
+    if dropout == "after":
         head.append(keras.layers.Dropout(0.5))
     return keras.Sequential(
         [
@@ -117,10 +120,14 @@ class CaffeInv(keras.optimizers.schedules.LearningRateSchedule):
         return {"base_lr": self.base_lr, "gamma": self.gamma, "power": self.power}
 
 
-def uses_dropout(name, args):
-    if args.dropout == "paper":
-        return name != "reference"
-    return args.dropout == "on"
+def dropout_mode(name, args):
+    """"none", "after" or "inner" for this row (see `build_model`)."""
+    if args.dropout == "off" or (args.dropout in ("paper", "inner") and name == "reference"):
+        return "none"
+    return "inner" if args.dropout == "inner" else "after"
+
+
+DROPOUT_LABELS = {"none": "", "after": " + dropout", "inner": " + inner dropout"}
 
 
 def training_setup(args, train_examples):
@@ -129,7 +136,9 @@ def training_setup(args, train_examples):
         steps = 1000 if args.iterations >= 1000 else args.iterations
         return keras.optimizers.SGD(CaffeInv(args.learning_rate), momentum=0.9), 5e-4, steps, args.iterations // steps
     steps = -(-train_examples // args.batch_size)
-    schedule = keras.optimizers.schedules.CosineDecay(args.learning_rate, decay_steps=args.epochs * steps)
+    schedule = args.learning_rate
+    if args.lr_schedule == "cosine":
+        schedule = keras.optimizers.schedules.CosineDecay(args.learning_rate, decay_steps=args.epochs * steps)
     return keras.optimizers.Adam(schedule), 0.0, steps, args.epochs
 
 
@@ -144,7 +153,7 @@ def fit_and_evaluate(name, args, seed, train, test, sigma_relative=1.0, save_pat
     """Trains one row with one seed; returns its test error and facts."""
     keras.utils.set_random_seed(seed)
     optimizer, weight_decay, steps, epochs = training_setup(args, len(train[0]))
-    model = build_model(name, uses_dropout(name, args), seed, sigma_relative, weight_decay)
+    model = build_model(name, dropout_mode(name, args), seed, sigma_relative, weight_decay)
     model.compile(optimizer=optimizer, loss="sparse_categorical_crossentropy", metrics=["accuracy"])
     start = time.time()
     history = model.fit(
@@ -194,6 +203,9 @@ class ResultsFile:
                 sys.exit(f"error: {path} holds runs made with other settings ({saved.get('settings')}); "
                          "use another --out, or --overwrite to start over.")
             self.data = saved
+            for run in self.data["runs"]:  # files of the first --seeds version said True / False
+                if isinstance(run["dropout"], bool):
+                    run["dropout"] = "after" if run["dropout"] else "none"
 
     def run(self, name, dropout, seed):
         return next((r for r in self.data["runs"]
@@ -218,7 +230,7 @@ def summarise(runs, models):
     """One row per (model, dropout): mean and sd of the test error over seeds."""
     rows = []
     for name in models:
-        for dropout in (False, True):
+        for dropout in DROPOUT_LABELS:
             group = [r for r in runs if r["model"] == name and r["dropout"] == dropout]
             if not group:
                 continue
@@ -241,7 +253,7 @@ def markdown(rows):
         "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
-        name = r["model"] + (" + dropout" if r["dropout"] else "")
+        name = r["model"] + DROPOUT_LABELS[r["dropout"]]
         error = f"{r['mean']:.2f} +- {r['sd']:.2f}%" if len(r["seeds"]) > 1 else f"{r['mean']:.2f}%"
         if r["diverged"]:
             error += f" ({r['diverged']} diverged)"
@@ -262,7 +274,7 @@ def plot(rows, path, protocol):
 
     figure, axes = plt.subplots(figsize=(6.5, 4.2))
     for r in rows:
-        label = r["model"] + (" + dropout" if r["dropout"] else "")
+        label = r["model"] + DROPOUT_LABELS[r["dropout"]]
         axes.errorbar(r["params"], r["mean"], yerr=r["sd"], fmt="o", color="C0", capsize=3)
         axes.scatter([r["params"]] * len(r["test_errors"]), r["test_errors"], s=10, color="C0", alpha=0.4)
         axes.annotate(label, (r["params"], r["mean"]), textcoords="offset points", xytext=(5, 4), fontsize=8)
@@ -285,9 +297,12 @@ def parse_args(argv):
     parser.add_argument("--models", nargs="+", choices=MODELS, default=MODELS)
     parser.add_argument("--protocol", choices=PROTOCOLS, default="adam",
                         help="adam: our recipe; paper: Caffe's LeNet SGD solver (see above)")
-    parser.add_argument("--dropout", nargs="?", const="on", choices=["on", "off", "paper"], default=None,
-                        help="dropout 0.5 after the FC layer: on (the bare flag), off, or paper (the "
-                             "fried rows only); default off for adam, paper for paper")
+    parser.add_argument("--dropout", nargs="?", const="on", choices=["on", "off", "paper", "inner"], default=None,
+                        help="dropout 0.5: on (the bare flag; after the FC layer), off, paper (after the "
+                             "fried rows' FC layer only) or inner (inside the fried layers, where the paper "
+                             "put it; the reference gets none); default off for adam, paper for paper")
+    parser.add_argument("--lr-schedule", choices=["cosine", "constant"], default="cosine",
+                        help="adam protocol: cosine decay to zero (default) or a constant learning rate")
     parser.add_argument("--seeds", type=int, default=1, help="seeds per row: --seed, --seed + 1, ...")
     parser.add_argument("--epochs", type=int, default=None, help="adam protocol (default 15)")
     parser.add_argument("--iterations", type=int, default=None, help="paper protocol (default 10,000)")
@@ -342,7 +357,7 @@ def main(argv=None):
           f"seeds {seeds}; results in {results.path}.", flush=True)
     start = time.time()
     for name in args.models:
-        dropout = uses_dropout(name, args)
+        dropout = dropout_mode(name, args)
         sigma_relative = None
         if name.startswith("fastfood"):
             if name not in results.data["sigma_selection"]:
@@ -352,12 +367,13 @@ def main(argv=None):
             sigma_relative = results.data["sigma_selection"][name]["sigma_relative"]
         for seed in seeds:
             if results.run(name, dropout, seed):
-                print(f"== {name}{' + dropout' if dropout else ''}, seed {seed}: done earlier, skipped", flush=True)
+                print(f"== {name}{DROPOUT_LABELS[dropout]}, seed {seed}: done earlier, skipped", flush=True)
                 continue
-            print(f"\n== {name}{' + dropout' if dropout else ''}, seed {seed} ==", flush=True)
+            print(f"\n== {name}{DROPOUT_LABELS[dropout]}, seed {seed} ==", flush=True)
             save_path = None
             if args.save_models:
-                save_path = os.path.join(args.out, f"{name}{'-dropout' if dropout else ''}-seed{seed}.keras")
+                suffix = "" if dropout == "none" else f"-{dropout}-dropout"
+                save_path = os.path.join(args.out, f"{name}{suffix}-seed{seed}.keras")
             run = fit_and_evaluate(name, args, seed, train, test, sigma_relative or 1.0, save_path)
             run.update({"model": name, "dropout": dropout, "seed": seed, "sigma_relative": sigma_relative})
             print(f"   test error {run['test_error']:.2f}%{' (diverged)' if run['diverged'] else ''}, "

@@ -33,7 +33,7 @@ def test_quick_run_writes_table_json_and_plot(tmp_path):
     assert rows["adaptive-fastfood-1024"]["params"] == 39_916  # <= 40,000
     assert rows["reference"]["params"] == 431_080
     assert saved["settings"]["epochs"] == 1 and saved["settings"]["protocol"] == "adam"
-    assert {r["seed"] for r in saved["runs"]} == {0} and not any(r["dropout"] for r in saved["runs"])
+    assert {r["seed"] for r in saved["runs"]} == {0} and all(r["dropout"] == "none" for r in saved["runs"])
     assert (out / "error_vs_params.png").stat().st_size > 10_000
     assert (out / "results.md").read_text().startswith("| model |")
 
@@ -64,8 +64,8 @@ def test_paper_protocol_with_two_seeds_resumes(tmp_path):
     runs = {(r["model"], r["seed"]): r for r in saved["runs"]}
     assert set(runs) == {(m, s) for m in ("reference", "fastfood-1024", "adaptive-fastfood-1024") for s in (0, 1)}
     # Dropout where the paper used it: the fried rows, not the reference.
-    assert [runs[("reference", s)]["dropout"] for s in (0, 1)] == [False, False]
-    assert runs[("adaptive-fastfood-1024", 1)]["dropout"] and runs[("fastfood-1024", 0)]["dropout"]
+    assert [runs[("reference", s)]["dropout"] for s in (0, 1)] == ["none", "none"]
+    assert runs[("adaptive-fastfood-1024", 1)]["dropout"] == runs[("fastfood-1024", 0)]["dropout"] == "after"
     assert all(r["iterations"] == 40 for r in saved["runs"])
     # sigma of the non-adaptive row chosen on the validation split, reported.
     selection = saved["sigma_selection"]["fastfood-1024"]
@@ -80,3 +80,14 @@ def test_paper_protocol_with_two_seeds_resumes(tmp_path):
     # Other settings into the same folder: refused, not mixed.
     other = _run(*[f if f != "paper" else "adam" for f in flags])
     assert other.returncode != 0 and "other settings" in other.stderr
+
+
+def test_inner_dropout_and_constant_learning_rate(tmp_path):
+    out = tmp_path / "out"
+    result = _run("--quick", "--data-dir", _fake_mnist_folder(tmp_path), "--out", str(out), "--dropout", "inner",
+                  "--lr-schedule", "constant", "--models", "reference", "adaptive-fastfood-1024", "--verbose", "0")
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "| adaptive-fastfood-1024 + inner dropout |" in result.stdout and "| reference |" in result.stdout
+    saved = json.loads((out / "results.json").read_text())
+    assert saved["settings"]["lr_schedule"] == "constant"
+    assert sorted(r["dropout"] for r in saved["runs"]) == ["inner", "none"]
