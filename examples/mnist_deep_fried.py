@@ -190,13 +190,16 @@ def select_sigma(name, args, seed, train):
 
 
 class ResultsFile:
-    """results.json, written after every run, read back to skip what a rerun has done."""
+    """results.json, written after every run, read back to skip what a rerun has done.
 
-    def __init__(self, path, args):
+    `settings` are what every run depends on: a file made with others is refused.
+    """
+
+    def __init__(self, path, settings, overwrite=False):
         self.path = path
-        self.settings = {k: getattr(args, k) for k in SETTINGS}
+        self.settings = settings
         self.data = {"settings": self.settings, "sigma_selection": {}, "runs": []}
-        if os.path.exists(path) and not args.overwrite:
+        if os.path.exists(path) and not overwrite:
             with open(path) as f:
                 saved = json.load(f)
             if saved.get("settings") != self.settings:
@@ -207,9 +210,9 @@ class ResultsFile:
                 if isinstance(run["dropout"], bool):
                     run["dropout"] = "after" if run["dropout"] else "none"
 
-    def run(self, name, dropout, seed):
-        return next((r for r in self.data["runs"]
-                     if (r["model"], r["dropout"], r["seed"]) == (name, dropout, seed)), None)
+    def run(self, **key):
+        """The finished run whose fields equal `key`, or None."""
+        return next((r for r in self.data["runs"] if all(r.get(k) == v for k, v in key.items())), None)
 
     def add_run(self, run):
         self.data["runs"].append(run)
@@ -351,7 +354,8 @@ def main(argv=None):
     train = (x_train[..., None].astype("float32") / scale, y_train.astype("int32"))
     test = (x_test[..., None].astype("float32") / scale, y_test.astype("int32"))
     os.makedirs(args.out, exist_ok=True)
-    results = ResultsFile(os.path.join(args.out, "results.json"), args)
+    settings = {k: getattr(args, k) for k in SETTINGS}
+    results = ResultsFile(os.path.join(args.out, "results.json"), settings, args.overwrite)
     seeds = list(range(args.seed, args.seed + args.seeds))
     print(f"MNIST: {len(train[0]):,} training and {len(test[0]):,} test images; {args.protocol} protocol, "
           f"seeds {seeds}; results in {results.path}.", flush=True)
@@ -366,7 +370,7 @@ def main(argv=None):
                 results.set_sigma_selection(name, select_sigma(name, selection_args, args.seed, train))
             sigma_relative = results.data["sigma_selection"][name]["sigma_relative"]
         for seed in seeds:
-            if results.run(name, dropout, seed):
+            if results.run(model=name, dropout=dropout, seed=seed):
                 print(f"== {name}{DROPOUT_LABELS[dropout]}, seed {seed}: done earlier, skipped", flush=True)
                 continue
             print(f"\n== {name}{DROPOUT_LABELS[dropout]}, seed {seed} ==", flush=True)
