@@ -207,7 +207,7 @@ class ResultsFile:
                          "use another --out, or --overwrite to start over.")
             self.data = saved
             for run in self.data["runs"]:  # files of the first --seeds version said True / False
-                if isinstance(run["dropout"], bool):
+                if isinstance(run.get("dropout"), bool):
                     run["dropout"] = "after" if run["dropout"] else "none"
 
     def run(self, **key):
