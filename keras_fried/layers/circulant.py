@@ -1,12 +1,16 @@
 """Circulant: a Dense replacement with a circulant weight matrix."""
 
 import keras
+import numpy as np
 from keras import ops
 
 from keras_fried import ops as fried_ops
 from keras_fried.layers.structured_layer import DenseLikeLayer
+from keras_fried.layers.structured_layer import arguments_of_dense
+from keras_fried.layers.structured_layer import assign_bias
 from keras_fried.layers.structured_layer import check_last_dim
 from keras_fried.layers.structured_layer import check_positive_int
+from keras_fried.layers.structured_layer import dense_weights
 from keras_fried.layers.structured_layer import transform_dtype
 
 
@@ -119,3 +123,28 @@ class Circulant(DenseLikeLayer):
         config = super().get_config()
         config["units"] = self.units
         return config
+
+    @classmethod
+    def from_dense(cls, dense, **kwargs):
+        """A Circulant whose matrix is the least-squares fit of a built Dense's kernel.
+
+        The layer's matrix is `W_ji ~ r[(i - j) mod d] s_j` (input `j`, output
+        `i`, `s` its fixed signs). Each `r_k` is the only free value of the
+        kernel entries on its circulant diagonal, so the least-squares `r_k`
+        is their signed mean, `mean(s_j W_ji)` over `(i - j) mod d = k` (0 for
+        a diagonal with no entry). Bias, activation and the regularizers and
+        constraints are copied; `kwargs` override arguments (e.g. `seed`).
+        """
+        arguments = arguments_of_dense(dense, kwargs)  # checks `dense` first
+        layer = cls(dense.units, **arguments)
+        kernel, bias = dense_weights(dense)
+        layer.build((None, kernel.shape[0]))
+        signs = np.asarray(ops.convert_to_numpy(layer.signs), np.float64)[: kernel.shape[0]]
+        rows, cols = np.indices(kernel.shape)  # input j, output i
+        diagonal = ((cols - rows) % layer.size).ravel()
+        signed = (kernel * signs[:, None]).ravel()
+        counts = np.bincount(diagonal, minlength=layer.size)
+        r = np.bincount(diagonal, weights=signed, minlength=layer.size) / np.maximum(counts, 1)
+        layer.r.assign(r.astype(np.float32))
+        assign_bias(layer, bias)
+        return layer

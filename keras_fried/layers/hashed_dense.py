@@ -4,12 +4,16 @@ import random
 import warnings
 
 import keras
+import numpy as np
 from keras import ops
 
 from keras_fried import ops as fried_ops
 from keras_fried.layers.structured_layer import DenseLikeLayer
+from keras_fried.layers.structured_layer import arguments_of_dense
+from keras_fried.layers.structured_layer import assign_bias
 from keras_fried.layers.structured_layer import check_last_dim
 from keras_fried.layers.structured_layer import check_positive_int
+from keras_fried.layers.structured_layer import dense_weights
 
 
 @keras.saving.register_keras_serializable(package="keras_fried")
@@ -132,3 +136,25 @@ class HashedDense(DenseLikeLayer):
         config = super().get_config()
         config.update({"units": self.units, "num_buckets": self.num_buckets})
         return config
+
+    @classmethod
+    def from_dense(cls, dense, num_buckets, **kwargs):
+        """A HashedDense whose virtual kernel is the least-squares fit of a built Dense's.
+
+        Entry `(i, j)` of the virtual kernel is `xi(i, j) w[h(i, j)]`, so each
+        bucket value is the signed mean of the kernel entries hashed into it,
+        `mean(xi(i, j) W_ij)` over `h(i, j) = b` (0 for an empty bucket). Bias,
+        activation and the regularizers and constraints are copied; `kwargs`
+        override arguments (e.g. `seed`).
+        """
+        arguments = arguments_of_dense(dense, kwargs)  # checks `dense` first
+        layer = cls(dense.units, num_buckets, **arguments)
+        kernel, bias = dense_weights(dense)
+        layer.build((None, kernel.shape[0]))
+        index = np.asarray(ops.convert_to_numpy(layer.bucket_index)).ravel()
+        signed = (kernel * np.asarray(ops.convert_to_numpy(layer.bucket_sign), np.float64)).ravel()
+        counts = np.bincount(index, minlength=num_buckets)
+        w = np.bincount(index, weights=signed, minlength=num_buckets) / np.maximum(counts, 1)
+        layer.w.assign(w.astype(np.float32))
+        assign_bias(layer, bias)
+        return layer

@@ -5,8 +5,11 @@ import numpy as np
 from keras import ops
 
 from keras_fried.layers.structured_layer import DenseLikeLayer
+from keras_fried.layers.structured_layer import arguments_of_dense
+from keras_fried.layers.structured_layer import assign_bias
 from keras_fried.layers.structured_layer import check_last_dim
 from keras_fried.layers.structured_layer import check_positive_int
+from keras_fried.layers.structured_layer import dense_weights
 
 
 @keras.saving.register_keras_serializable(package="keras_fried")
@@ -104,36 +107,38 @@ class LowRankDense(DenseLikeLayer):
         return config
 
     @classmethod
-    def from_dense(cls, dense, rank, **kwargs):
-        """A LowRankDense holding the rank-`rank` truncated SVD of a built Dense.
+    def from_dense(cls, dense, rank, inputs=None, **kwargs):
+        """A LowRankDense started from a built Dense by a rank-`rank` closed form.
 
-        `U = U_r sqrt(S_r)`, `V = sqrt(S_r) V_r^T`, so `U V` is the best
-        rank-`rank` approximation of the kernel; bias, activation and the
-        regularizers and constraints are copied. `kwargs` override arguments.
+        Without `inputs`: the truncated SVD of the kernel, `U = U_r sqrt(S_r)`,
+        `V = sqrt(S_r) V_r^T`, the best rank-`rank` approximation of the kernel.
+        With `inputs` (a batch of what the Dense layer sees, `(n, input_dim)`):
+        the rank-`rank` kernel that minimises the error of the layer's outputs
+        on them, `||X W - X U V||_F`: the truncated SVD of `M^(1/2) W`, with
+        `M = X^T X / n` the inputs' second-moment matrix, mapped back by
+        `M^(-1/2)` (a pseudo-inverse on the span of the inputs).
+
+        Bias, activation and the regularizers and constraints are copied;
+        `kwargs` override arguments.
         """
-        if not isinstance(dense, keras.layers.Dense) or not dense.built:
-            raise ValueError(
-                "`dense` must be a built keras.layers.Dense layer. "
-                f"Received: dense={dense!r}"
-            )
-        config = dense.get_config()
-        arguments = {
-            key: config[key]
-            for key in (
-                "activation", "use_bias", "bias_initializer", "kernel_regularizer",
-                "bias_regularizer", "activity_regularizer", "kernel_constraint",
-                "bias_constraint", "dtype",
-            )
-            if key in config
-        }
-        arguments.update(kwargs)
+        arguments = arguments_of_dense(dense, kwargs)  # checks `dense` first
         layer = cls(dense.units, rank, **arguments)
-        kernel = np.asarray(ops.convert_to_numpy(dense.kernel), np.float64)
+        kernel, bias = dense_weights(dense)
         layer.build((None, kernel.shape[0]))
-        left, singular, right = np.linalg.svd(kernel, full_matrices=False)
-        root = np.sqrt(singular[:rank])
-        weights = [left[:, :rank] * root, root[:, None] * right[:rank]]
-        if dense.use_bias:
-            weights.append(ops.convert_to_numpy(dense.bias))
-        layer.set_weights(weights if layer.use_bias else weights[:2])
+        if inputs is None:
+            left, singular, right = np.linalg.svd(kernel, full_matrices=False)
+            root = np.sqrt(singular[:rank])
+            u, v = left[:, :rank] * root, root[:, None] * right[:rank]
+        else:
+            x = np.asarray(inputs, np.float64).reshape(-1, kernel.shape[0])
+            eigenvalues, basis = np.linalg.eigh(x.T @ x / len(x))
+            keep = eigenvalues > eigenvalues.max() * 1e-10
+            root = (basis[:, keep] * np.sqrt(eigenvalues[keep])) @ basis[:, keep].T
+            inverse_root = (basis[:, keep] / np.sqrt(eigenvalues[keep])) @ basis[:, keep].T
+            left, singular, right = np.linalg.svd(root @ kernel, full_matrices=False)
+            scale = np.sqrt(singular[:rank])
+            u, v = inverse_root @ (left[:, :rank] * scale), scale[:, None] * right[:rank]
+        layer.u.assign(u.astype(np.float32))
+        layer.v.assign(v.astype(np.float32))
+        assign_bias(layer, bias)
         return layer

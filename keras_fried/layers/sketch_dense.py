@@ -1,12 +1,16 @@
 """SketchDense: the SK-FC layer of Kasiviswanathan, Narodytska and Jin (2017)."""
 
 import keras
+import numpy as np
 from keras import ops
 
 from keras_fried import ops as fried_ops
 from keras_fried.layers.structured_layer import DenseLikeLayer
+from keras_fried.layers.structured_layer import arguments_of_dense
+from keras_fried.layers.structured_layer import assign_bias
 from keras_fried.layers.structured_layer import check_last_dim
 from keras_fried.layers.structured_layer import check_positive_int
+from keras_fried.layers.structured_layer import dense_weights
 
 
 @keras.saving.register_keras_serializable(package="keras_fried")
@@ -140,3 +144,34 @@ class SketchDense(DenseLikeLayer):
         config = super().get_config()
         config.update({"units": self.units, "rank": self.rank, "num_sketches": self.num_sketches})
         return config
+
+    @classmethod
+    def from_dense(cls, dense, rank, num_sketches=1, **kwargs):
+        """A SketchDense whose kernel is the least-squares fit of a built Dense's.
+
+        The kernels the layer can hold are `S1^T X + Y S2`, with `S1`, `S2` its
+        `l` fixed sketches stacked (`l k` rows each) and `X`, `Y` free. Their
+        best fit of a kernel `W` is its projection `P1 W + (I - P1) W P2`
+        (`P1`, `P2` the projectors onto the sketches' row spaces), which the
+        layer holds with `U1 = 2l pinv(S1^T) W` and `U2 = 2l (I - P1) W pinv(S2)`
+        split into the `l` blocks. This is the optimum in the kernel's norm;
+        the layer's own initialisation, the unbiased estimators `S1 W` and
+        `W S2^T`, is only right on average over the sketches, and for one draw
+        of them its error is larger. Bias, activation and the regularizers and
+        constraints are copied; `kwargs` override arguments (e.g. `seed`).
+        """
+        arguments = arguments_of_dense(dense, kwargs)  # checks `dense` first
+        layer = cls(dense.units, rank, num_sketches, **arguments)
+        kernel, bias = dense_weights(dense)
+        d1, d2 = kernel.shape
+        layer.build((None, d1))
+        l, k = num_sketches, rank
+        s1 = np.asarray(ops.convert_to_numpy(layer.s1), np.float64).reshape(l * k, d1)
+        s2 = np.asarray(ops.convert_to_numpy(layer.s2), np.float64).reshape(l * k, d2)
+        s1_pinv_t = np.linalg.pinv(s1.T)  # (l k, d1)
+        x = s1_pinv_t @ kernel
+        y = (kernel - s1.T @ x) @ np.linalg.pinv(s2)  # (d1, l k)
+        layer.u1.assign((2 * l * x).reshape(l, k, d2).astype(np.float32))
+        layer.u2.assign((2 * l * y).reshape(d1, l, k).transpose(1, 0, 2).astype(np.float32))
+        assign_bias(layer, bias)
+        return layer

@@ -1,7 +1,43 @@
 """Base class for layers with fixed random structure (signs, permutations, sketches)."""
 
 import keras
+import numpy as np
 from keras import ops
+
+# The Dense arguments a replacement layer takes over (fry, from_dense).
+DENSE_ARGUMENTS = (
+    "activation", "use_bias", "bias_initializer", "kernel_regularizer", "bias_regularizer",
+    "activity_regularizer", "kernel_constraint", "bias_constraint", "dtype",
+)
+
+
+def check_built_dense(dense, argument="dense"):
+    if not isinstance(dense, keras.layers.Dense) or not dense.built:
+        raise ValueError(
+            f"`{argument}` must be a built keras.layers.Dense layer. Received: {argument}={dense!r}"
+        )
+
+
+def arguments_of_dense(dense, overrides):
+    """Dense's activation, bias and regularisers as constructor arguments, with `overrides`."""
+    check_built_dense(dense)
+    config = dense.get_config()
+    arguments = {key: config[key] for key in DENSE_ARGUMENTS if key in config}
+    arguments.update(overrides)
+    return arguments
+
+
+def dense_weights(dense):
+    """`(kernel, bias)` of a built Dense as float64 NumPy arrays (bias None without one)."""
+    kernel = np.asarray(ops.convert_to_numpy(dense.kernel), np.float64)
+    bias = np.asarray(ops.convert_to_numpy(dense.bias), np.float64) if dense.use_bias else None
+    return kernel, bias
+
+
+def assign_bias(layer, bias):
+    """Copies a replaced layer's bias (None when it had none) into a built layer."""
+    if layer.use_bias and bias is not None:
+        layer.bias.assign(np.asarray(bias, np.float32))
 
 
 def check_positive_int(value, name):
