@@ -26,20 +26,23 @@ from keras_fried.layers import AdaptiveFastfood  # noqa: E402
 from keras_fried.layers import Fastfood  # noqa: E402
 from keras_fried.summary import count_params  # noqa: E402
 from keras_fried.summary import summary  # noqa: E402
+from keras_fried.surgery import fry  # noqa: E402
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 # Loaded on first attribute access (PEP 562).
-_LAZY_SUBMODULES = ("datasets", "tflite", "tuning")
+_LAZY_SUBMODULES = ("datasets", "tflite", "tuning")  # surgery loads with `fry`
 
 __all__ = [
     "AdaptiveFastfood",
     "Fastfood",
     "count_params",
     "datasets",
+    "fry",
     "layers",
     "ops",
     "summary",
+    "surgery",
     "tflite",
     "tuning",
 ]

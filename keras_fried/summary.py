@@ -6,6 +6,7 @@ import keras
 import numpy as np
 
 from keras_fried import layers as fried_layers
+from keras_fried.model_layers import leaf_layers
 
 
 def _dense_params(input_dim, units, use_bias=True):
@@ -38,9 +39,7 @@ def _weight_bytes(layer):
 
 
 def _leaf_layers(model):
-    for layer in model._flatten_layers(include_self=False, recursive=True):
-        if layer.weights and not isinstance(layer, keras.Model):
-            yield layer
+    return [layer for layer in leaf_layers(model) if layer.weights]
 
 
 def count_params(model):

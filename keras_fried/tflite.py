@@ -20,6 +20,7 @@ import time
 import numpy as np
 import tensorflow as tf
 
+from keras_fried.model_layers import leaf_layers
 from keras_fried.ops import builtin_ops_only
 
 QUANTIZE_MODES = (None, "float16", "dynamic", "int8")
@@ -27,7 +28,7 @@ QUANTIZE_MODES = (None, "float16", "dynamic", "int8")
 
 def _layer_of(message, model):
     """The model layer named in a converter error location, if any."""
-    names = sorted((layer.name for layer in model._flatten_layers(include_self=False)), key=len,
+    names = sorted((layer.name for layer in leaf_layers(model)), key=len,
                    reverse=True)
     for name in names:
         if re.search(rf"(^|/){re.escape(name)}(_\d+)?/", message):

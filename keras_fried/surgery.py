@@ -1,0 +1,355 @@
+"""Shrink a trained model: swap its Dense layers for keras_fried layers, started from what they learned.
+
+    fried, report = keras_fried.fry(model, "circulant", data=x_train[:2000], return_report=True)
+    print(keras_fried.surgery.markdown(report))
+    fried.compile(...); fried.fit(...)         # a short fine-tuning
+
+The model is rebuilt with `keras.models.clone_model` (recursively, so models
+nested in it are rebuilt too); the original is never modified.
+"""
+
+import warnings
+
+import keras
+import numpy as np
+from keras import ops
+
+from keras_fried import layers as fried_layers
+from keras_fried.layers.structured_layer import arguments_of_dense
+from keras_fried.model_layers import leaf_layers
+
+KINDS = {
+    "adaptive_fastfood": fried_layers.AdaptiveFastfood,
+    "circulant": fried_layers.Circulant,
+    "sketch_dense": fried_layers.SketchDense,
+    "low_rank_dense": fried_layers.LowRankDense,
+    "hashed_dense": fried_layers.HashedDense,
+}
+# Arguments a kind cannot do without.
+REQUIRED = {"sketch_dense": ("rank",), "low_rank_dense": ("rank",), "hashed_dense": ("num_buckets",)}
+# Kinds whose class has a closed-form start (`from_dense`) from the replaced kernel.
+CLOSED_FORM = ("circulant", "sketch_dense", "low_rank_dense", "hashed_dense")
+
+
+def _output_layer_ids(model):
+    """ids of the layers whose outputs are outputs of `model` (through nested models too)."""
+    outputs = keras.tree.flatten(model.outputs)
+    found = set()
+    for layer in model.layers:
+        try:
+            produced = keras.tree.flatten(layer.output)
+        except (AttributeError, ValueError):  # a layer used more than once has no single output
+            continue
+        if any(p is o for p in produced for o in outputs):
+            found.add(id(layer))
+            if isinstance(layer, keras.Model):
+                found |= _output_layer_ids(layer)
+    return found
+
+
+def _targets(model, layers, layer_kwargs):
+    """`{layer name: (layer, arguments for its replacement)}` from the `layers` argument."""
+    leaves = leaf_layers(model)
+    by_name = {layer.name: layer for layer in leaves}
+    if layers is None:
+        outputs = _output_layer_ids(model)
+        chosen = {l.name: {} for l in leaves if isinstance(l, keras.layers.Dense) and id(l) not in outputs}
+    elif callable(layers) and not isinstance(layers, keras.layers.Layer):
+        chosen = {l.name: {} for l in leaves if layers(l)}
+    elif isinstance(layers, dict):
+        chosen = {name: dict(arguments or {}) for name, arguments in layers.items()}
+    else:
+        items = [layers] if isinstance(layers, (str, keras.layers.Layer)) else list(layers)
+        chosen = {(item.name if isinstance(item, keras.layers.Layer) else item): {} for item in items}
+    targets = {}
+    for name, arguments in chosen.items():
+        if name not in by_name:
+            raise ValueError(
+                f"Received an invalid value for argument `layers`: the model has no layer named "
+                f"{name!r}. Its layers: {sorted(by_name)}"
+            )
+        layer = by_name[name]
+        if type(layer) is not keras.layers.Dense:
+            raise ValueError(
+                f"Received an invalid value for argument `layers`: layer {name!r} is a "
+                f"{type(layer).__name__}, and fry replaces keras.layers.Dense layers only."
+            )
+        targets[name] = (layer, {**layer_kwargs, **arguments})
+    return targets
+
+
+def _check_kind(kind, targets):
+    if kind not in KINDS:
+        raise ValueError(
+            f"Received an invalid value for argument `kind`, expected one of {sorted(KINDS)}. "
+            f"Received: kind={kind!r}"
+        )
+    for name, (_, arguments) in targets.items():
+        for required in REQUIRED.get(kind, ()):
+            if required not in arguments:
+                raise ValueError(
+                    f"kind={kind!r} needs the argument `{required}` (for layer {name!r}): pass "
+                    f"`{required}=...` to fry, or per layer as `layers={{{name!r}: {{{required!r}: ...}}}}`. "
+                    f"Received: {sorted(arguments) or 'no arguments'}"
+                )
+
+
+def _check_data(model, data):
+    data = np.asarray(data, dtype="float32")
+    if data.ndim == 0 or len(data) == 0:
+        raise ValueError(
+            f"Received an invalid value for argument `data`: it is empty. Received: data.shape={data.shape}"
+        )
+    expected = tuple(model.inputs[0].shape[1:])
+    if len(model.inputs) != 1 or data.shape[1:] != expected or len(data.shape) != len(expected) + 1:
+        raise ValueError(
+            f"Received an invalid value for argument `data`: expected a batch of the model's input, "
+            f"shape (n, {', '.join(map(str, expected))}). Received: data.shape={data.shape}"
+        )
+    return data
+
+
+class _Recorder(keras.layers.Layer):
+    """Calls a layer and keeps the inputs it saw (eager calls only)."""
+
+    def __init__(self, inner, **kwargs):
+        super().__init__(name=f"record_{inner.name}", **kwargs)
+        self.inner = inner
+        self.seen = []
+
+    def call(self, inputs):
+        self.seen.append(ops.convert_to_numpy(inputs))
+        return self.inner(inputs)
+
+
+def _record_inputs(model, targets, data, batch_size):
+    """The inputs each target layer sees when the original model runs on `data`."""
+    recorders = {}
+
+    def wrap(layer):
+        if layer.name in targets:
+            recorders[layer.name] = _Recorder(layer)
+            return recorders[layer.name]
+        return layer  # shared with the original: this model only reads
+
+    recording = keras.models.clone_model(model, clone_function=wrap, recursive=True)
+    for start in range(0, len(data), batch_size):
+        recording(data[start : start + batch_size], training=False)
+    return {
+        name: np.concatenate(r.seen).reshape(-1, targets[name][0].kernel.shape[0]) for name, r in recorders.items()
+    }
+
+
+def _linear_outputs(layer, x):
+    """The layer's outputs before its activation."""
+    activation = layer.activation
+    layer.activation = keras.activations.linear
+    try:
+        return np.asarray(layer(x), np.float64)
+    finally:
+        layer.activation = activation
+
+
+def _distil(layer, dense, x, epochs, batch_size, verbose):
+    """Fits `layer` alone to `dense`'s outputs before activation on `x` (mean squared error)."""
+    target = _linear_outputs(dense, x).astype("float32")
+    activation = layer.activation
+    layer.activation = keras.activations.linear
+    try:
+        student = keras.Sequential([keras.Input((x.shape[-1],)), layer])
+        student.compile(keras.optimizers.Adam(1e-3), "mse")
+        student.fit(x, target, epochs=epochs, batch_size=batch_size, verbose=verbose)
+    finally:
+        layer.activation = activation
+
+
+def _relative_error(layer, dense, x=None):
+    """Relative error of `layer`'s outputs on `x`, or without `x` of its matrix (its outputs on the identity)."""
+    if x is not None:
+        expected = np.asarray(dense(x), np.float64)
+        return float(np.linalg.norm(np.asarray(layer(x), np.float64) - expected) / np.linalg.norm(expected))
+    kernel = np.asarray(ops.convert_to_numpy(dense.kernel), np.float64)
+    zero = _linear_outputs(layer, np.zeros((1, kernel.shape[0]), "float32"))
+    squared = 0.0
+    for start in range(0, kernel.shape[0], 512):  # the identity in slices: large layers stay cheap
+        rows = np.eye(kernel.shape[0], dtype="float32")[start : start + 512]
+        squared += np.sum((_linear_outputs(layer, rows) - zero - kernel[start : start + 512]) ** 2)
+    return float(np.sqrt(squared) / np.linalg.norm(kernel))
+
+
+def _start(kind, dense, arguments, inputs):
+    """The replacement layer, built, and how it was started."""
+    cls = KINDS[kind]
+    arguments = {**arguments, "name": dense.name}
+    if kind == "low_rank_dense":
+        layer = cls.from_dense(dense, inputs=inputs, **arguments)
+        return layer, "closed form on data" if inputs is not None else "closed form"
+    if kind in CLOSED_FORM:
+        return cls.from_dense(dense, **arguments), "closed form"
+    # Dense's arguments but its kernel's: the new layer's weights are not a kernel.
+    copied = {k: v for k, v in arguments_of_dense(dense, {}).items() if not k.startswith("kernel_")}
+    layer = cls(dense.units, **{**copied, **arguments})
+    layer.build((None, dense.kernel.shape[0]))
+    if dense.use_bias and layer.use_bias:
+        layer.bias.assign(dense.bias)
+    return layer, "random (no closed form)"
+
+
+def fry(
+    model,
+    kind="adaptive_fastfood",
+    layers=None,
+    data=None,
+    start="weights",
+    distill_epochs=5,
+    batch_size=256,
+    verbose=1,
+    return_report=False,
+    **layer_kwargs,
+):
+    """A copy of `model` whose Dense layers are keras_fried layers started from the old weights.
+
+    Each chosen `Dense` is replaced by the keras_fried layer `kind` with the
+    same `units`, activation and bias; every other layer keeps its weights and
+    the original model is not modified. The new layers start from what the old
+    ones learned:
+
+    - by a closed form where one exists: `LowRankDense` by the truncated SVD
+      of the kernel (with `data`, by the SVD that minimises the error of the
+      layer's outputs on the inputs it sees for `data`); `Circulant`,
+      `HashedDense` and `SketchDense` by the least-squares fit of the kernel
+      (see each class's `from_dense`);
+    - with `data`, every kind but `LowRankDense` (whose data-aware start is
+      already optimal) is then fitted to reproduce the replaced layer's
+      outputs before activation on the inputs that layer sees for `data`
+      (`distill_epochs` passes of Adam on that layer alone, with Keras's
+      progress bar). `AdaptiveFastfood` has no closed form: without `data` it
+      starts from its random initialisation (with the old bias), and the
+      report says so.
+
+    Args:
+        model: A built Sequential or functional Keras model; models nested in
+            it are searched and rebuilt too.
+        kind: The replacement, one of `"adaptive_fastfood"`, `"circulant"`,
+            `"sketch_dense"` (needs `rank`), `"low_rank_dense"` (needs
+            `rank`), `"hashed_dense"` (needs `num_buckets`).
+        layers: Which layers to replace: None for every `Dense` whose output is
+            not a model output; a name, a layer, or a list of them; a predicate
+            `layer -> bool`; or a dict `{name: {argument: value}}` giving each
+            layer its own arguments (e.g. its own `rank`).
+        data: Optional batch of model inputs (NumPy array) to start from: the
+            replaced layers' inputs are recorded on it.
+        start: `"weights"` (the default) starts the new layers from the old
+            ones as above; `"random"` from their own initialisation (ignoring
+            `data`), the baseline that the starts are measured against.
+        distill_epochs: Passes over the recorded inputs when fitting a layer.
+        batch_size: Batch size for recording and fitting.
+        verbose: Verbosity of the fitting (Keras `fit` verbosity).
+        return_report: Also return the per-layer report.
+        **layer_kwargs: Arguments of every new layer (`rank`, `num_buckets`,
+            `seed`, ...).
+
+    Returns:
+        The new model, or `(model, report)` with `return_report=True`; the
+        report is a list of dicts, one per replaced layer: `name`, `kind`,
+        `params_before`, `params_after`, `start` and `relative_error` (of
+        its outputs on `data`, or without `data` of its matrix), with
+        `error_on` saying which. `markdown(report)` formats it.
+
+    Raises:
+        ValueError: For a model that is not built or cannot be cloned (a
+            subclassed model), an unknown `kind`, a layer that is missing or
+            not a Dense, a kind without its required arguments, and `data`
+            that is empty or does not fit the model's input.
+
+    Example:
+
+    >>> model = keras.Sequential([keras.Input((64,)), keras.layers.Dense(256, activation="relu"),
+    ...                           keras.layers.Dense(10)])
+    >>> fried, report = fry(model, "circulant", return_report=True, verbose=0)
+    >>> report[0]["params_before"], report[0]["params_after"]
+    (16640, 512)
+
+    Reference:
+        - [Yang et al., Deep Fried Convnets, ICCV 2015](https://arxiv.org/abs/1412.7149)
+          (post-processing a trained network: its SVD rows)
+    """
+    if not isinstance(model, keras.Model) or not model.built or not getattr(model, "inputs", None):
+        raise ValueError(
+            "Received an invalid value for argument `model`: fry needs a built Sequential or "
+            "functional model (one with known inputs, e.g. made with keras.Input or trained once). "
+            f"Received: model={model!r}"
+        )
+    targets = _targets(model, layers, layer_kwargs)
+    _check_kind(kind, targets)
+    if start not in ("weights", "random"):
+        raise ValueError(
+            f"Received an invalid value for argument `start`, expected 'weights' or 'random'. "
+            f"Received: start={start!r}"
+        )
+    if data is not None:
+        data = _check_data(model, data)
+        if start == "random":
+            data = None
+    recorded = _record_inputs(model, targets, data, batch_size) if data is not None else {}
+
+    started, originals = {}, {}
+
+    def replace(layer):
+        if layer.name in targets:
+            dense, arguments = targets[layer.name]
+            if start == "random":
+                new, how = KINDS[kind](dense.units, activation=dense.activation, use_bias=dense.use_bias,
+                                       name=dense.name, **arguments), "random (asked for)"
+            else:
+                new, how = _start(kind, dense, arguments, recorded.get(layer.name))
+            started[layer.name] = (new, how)
+            return new
+        copy = layer.__class__.from_config(layer.get_config())
+        originals[id(copy)] = layer
+        return copy
+
+    try:
+        fried = keras.models.clone_model(model, clone_function=replace, recursive=True)
+    except ValueError as error:
+        raise ValueError(
+            "fry rebuilds Sequential and functional models (and such models nested in them) with "
+            f"keras.models.clone_model, which could not rebuild this {type(model).__name__}: {error}"
+        ) from error
+    for layer in leaf_layers(fried):
+        if id(layer) in originals:
+            layer.set_weights(originals[id(layer)].get_weights())
+
+    report = []
+    for name, (new, how) in started.items():
+        dense = targets[name][0]
+        x = recorded.get(name)
+        if x is not None and kind != "low_rank_dense":
+            _distil(new, dense, x, distill_epochs, batch_size, verbose)
+            how += ", then fitted to the outputs on data"
+        # keras_fried layers leave their fixed random structure out of count_params.
+        before, after = dense.count_params(), new.count_params()
+        if after > before:
+            warnings.warn(
+                f"fry: the {type(new).__name__} replacing layer {name!r} has {after:,} parameters, "
+                f"more than the {before:,} of the Dense it replaces.",
+                stacklevel=2,
+            )
+        report.append({
+            "name": name, "kind": type(new).__name__, "params_before": before, "params_after": after,
+            "start": how, "relative_error": _relative_error(new, dense, x),
+            "error_on": "data" if x is not None else "kernel",
+        })
+    return (fried, report) if return_report else fried
+
+
+def markdown(report):
+    """A Markdown table of a `fry` report."""
+    lines = ["| layer | new kind | params before | params after | start | relative error |",
+             "|---|---|---|---|---|---|"]
+    for r in report:
+        lines.append(
+            f"| {r['name']} | {r['kind']} | {r['params_before']:,} | {r['params_after']:,} | {r['start']} | "
+            f"{r['relative_error']:.3g} (on {r['error_on']}) |"
+        )
+    return "\n".join(lines)

@@ -1,0 +1,207 @@
+"""keras_fried.fry: which layers it replaces, how it starts them, what it leaves alone."""
+
+import keras
+import numpy as np
+import pytest
+
+import keras_fried
+from keras_fried import layers as fried_layers
+from keras_fried import surgery
+
+KIND_ARGUMENTS = {
+    "adaptive_fastfood": {},
+    "circulant": {},
+    "sketch_dense": {"rank": 4},
+    "low_rank_dense": {"rank": 4},
+    "hashed_dense": {"num_buckets": 300},
+}
+
+
+def _weights(model):
+    return [np.array(w) for w in model.get_weights()]
+
+
+def _sequential(seed=0):
+    keras.utils.set_random_seed(seed)
+    return keras.Sequential([
+        keras.Input((16,)),
+        keras.layers.Dense(64, activation="relu", name="hidden"),
+        keras.layers.Dense(32, activation="relu", name="hidden2"),
+        keras.layers.Dense(3, name="out"),
+    ])
+
+
+def _branches_and_nested(seed=0):
+    keras.utils.set_random_seed(seed)
+    inputs = keras.Input((16,))
+    nested = keras.Sequential([keras.Input((16,)), keras.layers.Dense(24, activation="relu", name="inner")],
+                              name="nested")
+    left = keras.layers.Dense(20, activation="relu", name="left")(inputs)
+    right = nested(inputs)
+    merged = keras.layers.Concatenate()([left, right])
+    merged = keras.layers.Dense(12, activation="relu", name="merge")(merged)
+    return keras.Model(inputs, keras.layers.Dense(2, name="out")(merged))
+
+
+def _teacher_data(n=512, seed=1):
+    rng = np.random.default_rng(seed)
+    return rng.standard_normal((n, 16)).astype("float32")
+
+
+def test_default_replaces_every_dense_but_the_outputs_and_keeps_the_rest():
+    model = _sequential()
+    before = _weights(model)
+    fried, report = keras_fried.fry(model, "circulant", return_report=True, verbose=0)
+    kinds = {layer.name: type(layer).__name__ for layer in fried.layers}
+    assert kinds == {"hidden": "Circulant", "hidden2": "Circulant", "out": "Dense"}
+    for old, new in zip(before, _weights(model)):
+        np.testing.assert_array_equal(old, new)  # the original is untouched
+    np.testing.assert_array_equal(fried.get_layer("out").get_weights()[0], model.get_layer("out").get_weights()[0])
+    assert fried.get_layer("hidden").activation is keras.activations.relu
+    assert [r["name"] for r in report] == ["hidden", "hidden2"]
+    assert report[0]["params_before"] == 16 * 64 + 64 and report[0]["params_after"] == 64 + 64
+    assert report[0]["start"] == "closed form" and report[0]["error_on"] == "kernel"
+    assert "| hidden | Circulant | 1,088 | 128 |" in surgery.markdown(report)
+
+
+def test_branches_and_a_nested_sequential(tmp_path):
+    model = _branches_and_nested()
+    before = _weights(model)
+    x = _teacher_data(64)
+    fried = keras_fried.fry(model, "low_rank_dense", rank=2, verbose=0)
+    leaves = {layer.name: type(layer).__name__ for layer in keras_fried.model_layers.leaf_layers(fried)}
+    assert leaves["left"] == leaves["inner"] == leaves["merge"] == "LowRankDense" and leaves["out"] == "Dense"
+    for old, new in zip(before, _weights(model)):
+        np.testing.assert_array_equal(old, new)
+    assert fried.get_layer("nested") is not model.get_layer("nested")
+    # Saved and loaded without custom_objects, in safe mode.
+    path = str(tmp_path / "fried.keras")
+    fried.save(path)
+    loaded = keras.saving.load_model(path, safe_mode=True)
+    np.testing.assert_allclose(np.asarray(loaded(x)), np.asarray(fried(x)), rtol=1e-5, atol=1e-6)
+
+
+def test_full_rank_low_rank_fry_reproduces_the_model():
+    model = _sequential()
+    x = _teacher_data(64)
+    fried = keras_fried.fry(model, "low_rank_dense", layers=["hidden"], rank=16, verbose=0)
+    np.testing.assert_allclose(np.asarray(fried(x)), np.asarray(model(x)), atol=1e-4)
+
+
+def test_choosing_layers_by_name_object_predicate_and_per_layer_arguments():
+    model = _sequential()
+    one = keras_fried.fry(model, "circulant", layers="hidden2", verbose=0)
+    assert type(one.get_layer("hidden")) is keras.layers.Dense and type(one.get_layer("hidden2")).__name__ == "Circulant"
+    by_object = keras_fried.fry(model, "circulant", layers=[model.get_layer("hidden")], verbose=0)
+    assert type(by_object.get_layer("hidden")).__name__ == "Circulant"
+    by_predicate = keras_fried.fry(model, "circulant", layers=lambda l: l.name.startswith("hidden"), verbose=0)
+    assert {type(by_predicate.get_layer(n)).__name__ for n in ("hidden", "hidden2")} == {"Circulant"}
+    per_layer = keras_fried.fry(model, "low_rank_dense", layers={"hidden": {"rank": 2}, "hidden2": {"rank": 5}},
+                                verbose=0)
+    assert per_layer.get_layer("hidden").rank == 2 and per_layer.get_layer("hidden2").rank == 5
+
+
+@pytest.mark.parametrize("kind", sorted(KIND_ARGUMENTS))
+def test_starting_from_data_beats_random_before_and_after_fine_tuning(kind):
+    teacher = _sequential(seed=3)
+    x = _teacher_data(1024)
+    y = np.asarray(teacher(x))
+    losses = {}
+    for start in ("random", "weights"):
+        keras.utils.set_random_seed(0)
+        fried = keras_fried.fry(teacher, kind, layers=["hidden"], data=x[:512], start=start, seed=0,
+                                verbose=0, **KIND_ARGUMENTS[kind])
+        fried.compile(keras.optimizers.Adam(1e-3), "mse")
+        before = fried.evaluate(x[512:], y[512:], verbose=0)
+        fried.fit(x[:512], y[:512], epochs=1, batch_size=32, verbose=0)
+        losses[start] = (before, fried.evaluate(x[512:], y[512:], verbose=0))
+    assert losses["weights"][0] < losses["random"][0], losses
+    assert losses["weights"][1] < losses["random"][1], losses
+
+
+def test_data_report_and_fitting_lower_the_output_error():
+    model = _sequential(seed=4)
+    x = _teacher_data(512)
+    plain = keras_fried.fry(model, "hashed_dense", layers=["hidden"], num_buckets=400, seed=1,
+                            return_report=True, verbose=0)[1][0]
+    fitted = keras_fried.fry(model, "hashed_dense", layers=["hidden"], num_buckets=400, seed=1, data=x,
+                             return_report=True, verbose=0)[1][0]
+    assert fitted["error_on"] == "data" and "fitted to the outputs on data" in fitted["start"]
+    new = keras_fried.fry(model, "hashed_dense", layers=["hidden"], num_buckets=400, seed=1, verbose=0)
+    dense, hashed = model.get_layer("hidden"), new.get_layer("hidden")
+    closed_form_error = np.linalg.norm(np.asarray(hashed(x)) - np.asarray(dense(x))) / np.linalg.norm(dense(x))
+    assert fitted["relative_error"] < closed_form_error and plain["relative_error"] > 0
+
+
+def test_adaptive_fastfood_without_data_says_it_starts_at_random():
+    _, report = keras_fried.fry(_sequential(), layers=["hidden"], return_report=True, verbose=0)
+    assert report[0]["start"] == "random (no closed form)" and report[0]["kind"] == "AdaptiveFastfood"
+
+
+def test_more_parameters_than_the_dense_warns():
+    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(4, name="small"), keras.layers.Dense(1)])
+    with pytest.warns(UserWarning, match="SketchDense replacing layer 'small' has 36 parameters, more than the 20"):
+        keras_fried.fry(model, "sketch_dense", rank=4, verbose=0)  # 4 x (4 + 4) + 4
+
+
+def test_a_fried_model_converts_to_builtin_tflite():
+    from keras_fried import tflite
+
+    fried = keras_fried.fry(_sequential(), "circulant", verbose=0)
+    x = _teacher_data(32)
+    for mode in (None, "int8"):
+        flatbuffer = tflite.convert(fried, mode, representative_data=x)
+        assert tflite.custom_ops(flatbuffer) == []
+
+
+class _Subclassed(keras.Model):
+    def __init__(self):
+        super().__init__()
+        self.dense = keras.layers.Dense(3)
+
+    def call(self, x):
+        return self.dense(x)
+
+
+@pytest.mark.parametrize(
+    "call, message",
+    [
+        (lambda m: keras_fried.fry(m, "fft"), "Received: kind='fft'"),
+        (lambda m: keras_fried.fry(m, layers=["nope"]), "no layer named 'nope'"),
+        (lambda m: keras_fried.fry(m, layers=["out"], kind="circulant", start="zeros"), "Received: start='zeros'"),
+        (lambda m: keras_fried.fry(m, "low_rank_dense"), "needs the argument `rank`"),
+        (lambda m: keras_fried.fry(m, "hashed_dense"), "needs the argument `num_buckets`"),
+        (lambda m: keras_fried.fry(m, data=np.zeros((0, 16))), "it is empty"),
+        (lambda m: keras_fried.fry(m, data=np.zeros((5, 15))), r"shape \(n, 16\).*data.shape=\(5, 15\)"),
+    ],
+)
+def test_bad_arguments_name_the_argument_and_change_nothing(call, message):
+    model = _sequential()
+    before = _weights(model)
+    with pytest.raises(ValueError, match=message):
+        call(model)
+    for old, new in zip(before, _weights(model)):
+        np.testing.assert_array_equal(old, new)
+
+
+def test_a_layer_that_is_not_a_dense_is_refused():
+    model = keras.Sequential([keras.Input((8, 8, 1)), keras.layers.Conv2D(2, 3, name="conv"),
+                              keras.layers.Flatten(), keras.layers.Dense(2)])
+    with pytest.raises(ValueError, match="layer 'conv' is a Conv2D"):
+        keras_fried.fry(model, layers=["conv"])
+
+
+def test_unbuilt_and_subclassed_models_are_refused():
+    with pytest.raises(ValueError, match="built Sequential or functional model"):
+        keras_fried.fry(keras.Sequential([keras.layers.Dense(3)]))
+    subclassed = _Subclassed()
+    subclassed(np.zeros((1, 4), "float32"))
+    with pytest.raises(ValueError, match="Sequential or functional"):
+        keras_fried.fry(subclassed, layers=lambda layer: False)
+
+
+def test_every_dense_like_kind_is_offered():
+    assert set(surgery.KINDS.values()) == {
+        fried_layers.AdaptiveFastfood, fried_layers.Circulant, fried_layers.SketchDense,
+        fried_layers.LowRankDense, fried_layers.HashedDense,
+    }
