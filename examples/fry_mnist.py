@@ -1,0 +1,209 @@
+"""Shrink a trained MNIST network with keras_fried.fry: the post-processing table of Deep Fried Convnets.
+
+Trains the reference network of `mnist_deep_fried.py` (Dense(500) after the
+convolutions; or loads it from --model), then replaces its 800 -> 500 layer:
+
+- SVD-half and SVD-quarter (LowRankDense of rank 250 and 125, by truncated
+  SVD), the paper's post-processing baselines;
+- every dense-like kind of keras_fried, started from random and from data
+  (`fry(..., data=...)` on --fry-images training images);
+
+and fine-tunes each for --epochs epochs (Adam, 3e-4 with a cosine decay),
+reporting the test error after 0, 1, 2, ... epochs (mean +- sd over --seeds:
+the seed of the new layer and of the fine-tuning), parameters, the FC layer's
+parameters, the int8 TFLite size and the fine-tuning time. With
+--scratch-results (a results.json of the main job) the table ends with the
+deep fried network trained from scratch.
+
+The paper's post-processing table was on ImageNet; this one is at MNIST scale.
+Results are written after every run; a rerun into the same --out resumes.
+
+Usage:
+    python examples/fry_mnist.py --data-dir ../shared/data/mnist --seeds 3
+    python examples/fry_mnist.py --quick
+"""
+
+import argparse
+import os
+import statistics
+import sys
+import time
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+import json  # noqa: E402
+
+import keras  # noqa: E402
+
+import keras_fried  # noqa: E402
+from keras_fried import tflite  # noqa: E402
+from keras_fried.datasets import load_mnist_arrays  # noqa: E402
+from mnist_deep_fried import ResultsFile  # noqa: E402
+from mnist_deep_fried import build_model  # noqa: E402
+from mnist_deep_fried import pipeline  # noqa: E402
+
+# row name -> (kind, arguments, starts)
+ROWS = {
+    "svd-half": ("low_rank_dense", {"rank": 250}, ("weights",)),
+    "svd-quarter": ("low_rank_dense", {"rank": 125}, ("weights",)),
+    "adaptive-fastfood": ("adaptive_fastfood", {}, ("random", "data")),
+    "circulant": ("circulant", {}, ("random", "data")),
+    "sketch-dense-rank-20": ("sketch_dense", {"rank": 20}, ("random", "data")),
+    "low-rank-dense-rank-20": ("low_rank_dense", {"rank": 20}, ("random", "data")),
+    "hashed-dense-20000": ("hashed_dense", {"num_buckets": 20_000}, ("random", "data")),
+}
+
+
+def train_reference(args, train, test):
+    keras.utils.set_random_seed(0)
+    model = build_model("reference", "none", seed=0)
+    steps = -(-len(train[0]) // args.batch_size)
+    schedule = keras.optimizers.schedules.CosineDecay(1e-3, decay_steps=args.reference_epochs * steps)
+    model.compile(keras.optimizers.Adam(schedule), "sparse_categorical_crossentropy", metrics=["accuracy"])
+    model.fit(pipeline(*train, args, 0, training=True), steps_per_epoch=steps, epochs=args.reference_epochs,
+              verbose=args.verbose)
+    return model
+
+
+def test_error(model, args, test):
+    _, accuracy = model.evaluate(pipeline(*test, args, 0, training=False), verbose=0)
+    return 100.0 * (1.0 - accuracy)
+
+
+def fine_tune(name, start, seed, reference, args, train, test):
+    """Fries the reference, then fine-tunes it; the test error after every epoch."""
+    kind, arguments, _ = ROWS[name]
+    keras.utils.set_random_seed(seed)
+    fry_start = "random" if start == "random" else "weights"
+    data = train[0][: args.fry_images] if start == "data" else None
+    fried, report = keras_fried.fry(reference, kind, layers=["fc"], data=data, start=fry_start, seed=seed,
+                                    verbose=0, return_report=True, **arguments)
+    steps = -(-len(train[0]) // args.batch_size)
+    schedule = keras.optimizers.schedules.CosineDecay(3e-4, decay_steps=max(args.epochs, 1) * steps)
+    fried.compile(keras.optimizers.Adam(schedule), "sparse_categorical_crossentropy", metrics=["accuracy"])
+    errors = [test_error(fried, args, test)]
+    begin = time.time()
+    for _ in range(args.epochs):
+        fried.fit(pipeline(*train, args, seed, training=True), steps_per_epoch=steps, epochs=1,
+                  verbose=args.verbose)
+        errors.append(test_error(fried, args, test))
+    return {
+        "errors_by_epoch": errors, "fine_tune_seconds": time.time() - begin,
+        "params": keras_fried.count_params(fried), "fc_params": report[0]["params_after"],
+        "start_report": report[0]["start"], "relative_error": report[0]["relative_error"],
+    }, fried
+
+
+def int8_kib(model, train):
+    return len(tflite.convert(model, "int8", representative_data=train[0][:200])) / 1024
+
+
+def _mean_sd(values):
+    return statistics.fmean(values), statistics.stdev(values) if len(values) > 1 else 0.0
+
+
+def markdown(results, epochs, scratch):
+    head = ["row", "start"] + [f"test error after {e} epochs" for e in range(epochs + 1)]
+    head += ["params", "FC params", "int8 TFLite", "fine-tuning time"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    reference = results.data["reference"]
+    lines.append(f"| reference (Dense 500) | trained | {reference['test_error']:.2f}% |"
+                 + " |" * epochs + f" {reference['params']:,} | {reference['fc_params']:,} | "
+                 f"{reference['int8_kib']:.0f} KiB | - |")
+    for name, (_, _, starts) in ROWS.items():
+        for start in starts:
+            runs = [r for r in results.data["runs"] if r["row"] == name and r["start"] == start]
+            if not runs:
+                continue
+            cells = []
+            for epoch in range(epochs + 1):
+                mean, sd = _mean_sd([r["errors_by_epoch"][epoch] for r in runs])
+                cells.append(f"{mean:.2f} +- {sd:.2f}%" if len(runs) > 1 else f"{mean:.2f}%")
+            seconds = statistics.fmean(r["fine_tune_seconds"] for r in runs)
+            lines.append(f"| {name} | {start} | " + " | ".join(cells) + f" | {runs[0]['params']:,} | "
+                         f"{runs[0]['fc_params']:,} | {results.data['int8_kib'][name]:.0f} KiB | {seconds:.0f} s |")
+    if scratch:
+        lines.append(f"| {scratch['label']} | from scratch | {scratch['error']} |" + " |" * epochs
+                     + f" {scratch['params']:,} | {scratch['fc_params']:,} | - | - |")
+    return "\n".join(lines)
+
+
+def scratch_row(path):
+    """The AdaptiveFastfood(1024) row of a results.json of mnist_deep_fried.py."""
+    with open(path) as f:
+        runs = [r for r in json.load(f)["runs"] if r["model"] == "adaptive-fastfood-1024"]
+    if not runs:
+        return None
+    mean, sd = _mean_sd([r["test_error"] for r in runs])
+    label = "adaptive-fastfood-1024" + ("" if runs[0]["dropout"] in ("none", False) else " + dropout")
+    return {"label": label, "error": f"{mean:.2f} +- {sd:.2f}% ({len(runs)} seeds)",
+            "params": runs[0]["params"], "fc_params": runs[0]["fc_params"]}
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--data-dir", default=None, help="folder of the MNIST IDX files (default: tensorflow-datasets)")
+    parser.add_argument("--model", default=None, help="a trained reference .keras file (default: train one)")
+    parser.add_argument("--rows", nargs="+", choices=list(ROWS), default=list(ROWS))
+    parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument("--epochs", type=int, default=2, help="fine-tuning epochs")
+    parser.add_argument("--reference-epochs", type=int, default=15)
+    parser.add_argument("--fry-images", type=int, default=5000, help="training images given to fry as data")
+    parser.add_argument("--batch-size", type=int, default=128)
+    parser.add_argument("--scratch-results", default=None, help="results.json of mnist_deep_fried.py")
+    parser.add_argument("--out", default="results/fry_mnist")
+    parser.add_argument("--overwrite", action="store_true")
+    parser.add_argument("--quick", action="store_true", help="smoke run: 1,000 training images, 1 epoch each")
+    parser.add_argument("--verbose", type=int, default=0)
+    args = parser.parse_args(argv)
+    if args.quick:
+        args.epochs, args.reference_epochs, args.fry_images = 1, 1, 200
+    try:
+        (x_train, y_train), (x_test, y_test) = load_mnist_arrays(args.data_dir)
+    except (RuntimeError, FileNotFoundError, ValueError) as error:
+        sys.exit(f"error: {error}")
+    if args.quick:
+        x_train, y_train, x_test, y_test = x_train[:1000], y_train[:1000], x_test[:500], y_test[:500]
+    train = (x_train[..., None].astype("float32") / 255.0, y_train.astype("int32"))
+    test = (x_test[..., None].astype("float32") / 255.0, y_test.astype("int32"))
+    os.makedirs(args.out, exist_ok=True)
+    settings = {k: getattr(args, k) for k in ("model", "epochs", "reference_epochs", "fry_images", "batch_size",
+                                              "quick", "data_dir")}
+    results = ResultsFile(os.path.join(args.out, "results.json"), settings, args.overwrite)
+    reference_path = args.model or os.path.join(args.out, "reference.keras")
+    if os.path.exists(reference_path):
+        reference = keras.saving.load_model(reference_path)
+    else:
+        print("Training the reference network ...", flush=True)
+        reference = train_reference(args, train, test)
+        reference.save(reference_path)
+    results.data.setdefault("int8_kib", {})
+    if "reference" not in results.data:
+        results.data["reference"] = {"test_error": test_error(reference, args, test),
+                                     "params": keras_fried.count_params(reference),
+                                     "fc_params": reference.get_layer("fc").count_params(),
+                                     "int8_kib": int8_kib(reference, train)}
+    print(f"Reference: {results.data['reference']['test_error']:.2f}% test error", flush=True)
+    for name in args.rows:
+        for start in ROWS[name][2]:
+            for seed in range(args.seeds):
+                if results.run(row=name, start=start, seed=seed):
+                    continue
+                run, fried = fine_tune(name, start, seed, reference, args, train, test)
+                if name not in results.data["int8_kib"]:
+                    results.data["int8_kib"][name] = int8_kib(fried, train)
+                run.update({"row": name, "start": start, "seed": seed})
+                results.add_run(run)
+                print(f"{name} from {start}, seed {seed}: "
+                      + " -> ".join(f"{e:.2f}%" for e in run["errors_by_epoch"]), flush=True)
+    scratch = scratch_row(args.scratch_results) if args.scratch_results else None
+    table = markdown(results, args.epochs, scratch)
+    with open(os.path.join(args.out, "results.md"), "w") as f:
+        f.write(table + "\n")
+    print("\n" + table)
+
+
+if __name__ == "__main__":
+    main()
