@@ -29,6 +29,9 @@ KINDS = {
 REQUIRED = {"sketch_dense": ("rank",), "low_rank_dense": ("rank",), "hashed_dense": ("num_buckets",)}
 # Kinds whose class has a closed-form start (`from_dense`) from the replaced kernel.
 CLOSED_FORM = ("circulant", "sketch_dense", "low_rank_dense", "hashed_dense")
+# What Conv2D layers can become, when asked (`conv_kind`), and what it needs.
+CONV_KINDS = {"sketch_conv2d": fried_layers.SketchConv2D}
+CONV_REQUIRED = {"sketch_conv2d": ("rank",)}
 
 
 def _output_layer_ids(model):
@@ -47,13 +50,17 @@ def _output_layer_ids(model):
     return found
 
 
-def _targets(model, layers, layer_kwargs):
+def _replaceable(layer, conv_kind):
+    return type(layer) is keras.layers.Dense or (conv_kind is not None and type(layer) is keras.layers.Conv2D)
+
+
+def _targets(model, layers, layer_kwargs, conv_kind=None, conv_arguments=None):
     """`{layer name: (layer, arguments for its replacement)}` from the `layers` argument."""
     leaves = leaf_layers(model)
     by_name = {layer.name: layer for layer in leaves}
     if layers is None:
         outputs = _output_layer_ids(model)
-        chosen = {l.name: {} for l in leaves if isinstance(l, keras.layers.Dense) and id(l) not in outputs}
+        chosen = {l.name: {} for l in leaves if _replaceable(l, conv_kind) and id(l) not in outputs}
     elif callable(layers) and not isinstance(layers, keras.layers.Layer):
         chosen = {l.name: {} for l in leaves if layers(l)}
     elif isinstance(layers, dict):
@@ -69,24 +76,38 @@ def _targets(model, layers, layer_kwargs):
                 f"{name!r}. Its layers: {sorted(by_name)}"
             )
         layer = by_name[name]
-        if type(layer) is not keras.layers.Dense:
+        if not _replaceable(layer, conv_kind):
             raise ValueError(
                 f"Received an invalid value for argument `layers`: layer {name!r} is a "
-                f"{type(layer).__name__}, and fry replaces keras.layers.Dense layers only."
+                f"{type(layer).__name__}, and fry replaces keras.layers.Dense layers (and "
+                "keras.layers.Conv2D layers when `conv_kind` is given) only."
             )
-        targets[name] = (layer, {**layer_kwargs, **arguments})
+        defaults = layer_kwargs if type(layer) is keras.layers.Dense else (conv_arguments or {})
+        targets[name] = (layer, {**defaults, **arguments})
     return targets
 
 
-def _check_kind(kind, targets):
+def _check_kind(kind, conv_kind, targets):
     if kind not in KINDS:
         raise ValueError(
             f"Received an invalid value for argument `kind`, expected one of {sorted(KINDS)}. "
             f"Received: kind={kind!r}"
         )
-    for name, (_, arguments) in targets.items():
-        for required in REQUIRED.get(kind, ()):
-            if required not in arguments:
+    if conv_kind is not None and conv_kind not in CONV_KINDS:
+        raise ValueError(
+            f"Received an invalid value for argument `conv_kind`, expected None or one of "
+            f"{sorted(CONV_KINDS)}. Received: conv_kind={conv_kind!r}"
+        )
+    for name, (layer, arguments) in targets.items():
+        conv = type(layer) is keras.layers.Conv2D
+        for required in (CONV_REQUIRED[conv_kind] if conv else REQUIRED.get(kind, ())):
+            if conv and required not in arguments:
+                raise ValueError(
+                    f"conv_kind={conv_kind!r} needs the argument `{required}` (for layer {name!r}): pass "
+                    f"`conv_arguments={{{required!r}: ...}}`, or per layer in `layers`. "
+                    f"Received: {sorted(arguments) or 'no arguments'}"
+                )
+            if not conv and required not in arguments:
                 raise ValueError(
                     f"kind={kind!r} needs the argument `{required}` (for layer {name!r}): pass "
                     f"`{required}=...` to fry, or per layer as `layers={{{name!r}: {{{required!r}: ...}}}}`. "
@@ -135,9 +156,11 @@ def _record_inputs(model, targets, data, batch_size):
     recording = keras.models.clone_model(model, clone_function=wrap, recursive=True)
     for start in range(0, len(data), batch_size):
         recording(data[start : start + batch_size], training=False)
-    return {
-        name: np.concatenate(r.seen).reshape(-1, targets[name][0].kernel.shape[0]) for name, r in recorders.items()
-    }
+    recorded = {name: np.concatenate(r.seen) for name, r in recorders.items()}
+    for name, x in recorded.items():
+        if type(targets[name][0]) is keras.layers.Dense:  # a Dense maps the last axis only
+            recorded[name] = x.reshape(-1, x.shape[-1])
+    return recorded
 
 
 def _linear_outputs(layer, x):
@@ -156,7 +179,7 @@ def _distil(layer, dense, x, epochs, batch_size, verbose):
     activation = layer.activation
     layer.activation = keras.activations.linear
     try:
-        student = keras.Sequential([keras.Input((x.shape[-1],)), layer])
+        student = keras.Sequential([keras.Input(x.shape[1:]), layer])
         student.compile(keras.optimizers.Adam(1e-3), "mse")
         student.fit(x, target, epochs=epochs, batch_size=batch_size, verbose=verbose)
     finally:
@@ -177,10 +200,12 @@ def _relative_error(layer, dense, x=None):
     return float(np.sqrt(squared) / np.linalg.norm(kernel))
 
 
-def _start(kind, dense, arguments, inputs):
+def _start(kind, dense, arguments, inputs, conv_kind=None):
     """The replacement layer, built, and how it was started."""
-    cls = KINDS[kind]
     arguments = {**arguments, "name": dense.name}
+    if type(dense) is keras.layers.Conv2D:
+        return CONV_KINDS[conv_kind].from_conv2d(dense, **arguments), "closed form"
+    cls = KINDS[kind]
     if kind == "low_rank_dense":
         layer = cls.from_dense(dense, inputs=inputs, **arguments)
         return layer, "closed form on data" if inputs is not None else "closed form"
@@ -200,6 +225,8 @@ def fry(
     kind="adaptive_fastfood",
     layers=None,
     data=None,
+    conv_kind=None,
+    conv_arguments=None,
     start="weights",
     distill_epochs=5,
     batch_size=256,
@@ -239,6 +266,11 @@ def fry(
             layer its own arguments (e.g. its own `rank`).
         data: Optional batch of model inputs (NumPy array) to start from: the
             replaced layers' inputs are recorded on it.
+        conv_kind: None (the default: Conv2D layers are kept) or
+            `"sketch_conv2d"`: also replace Conv2D layers (every one not
+            producing a model output, or those named in `layers`) by
+            SketchConv2D started from their kernels (`SketchConv2D.from_conv2d`).
+        conv_arguments: Arguments of every new conv layer (it needs `rank`).
         start: `"weights"` (the default) starts the new layers from the old
             ones as above; `"random"` from their own initialisation (ignoring
             `data`), the baseline that the starts are measured against.
@@ -280,8 +312,8 @@ def fry(
             "functional model (one with known inputs, e.g. made with keras.Input or trained once). "
             f"Received: model={model!r}"
         )
-    targets = _targets(model, layers, layer_kwargs)
-    _check_kind(kind, targets)
+    targets = _targets(model, layers, layer_kwargs, conv_kind, conv_arguments)
+    _check_kind(kind, conv_kind, targets)
     if start not in ("weights", "random"):
         raise ValueError(
             f"Received an invalid value for argument `start`, expected 'weights' or 'random'. "
@@ -298,11 +330,15 @@ def fry(
     def replace(layer):
         if layer.name in targets:
             dense, arguments = targets[layer.name]
-            if start == "random":
+            if start == "random" and type(dense) is keras.layers.Conv2D:
+                new, how = CONV_KINDS[conv_kind](dense.filters, dense.kernel_size, strides=dense.strides,
+                                                 padding=dense.padding, activation=dense.activation,
+                                                 name=dense.name, **arguments), "random (asked for)"
+            elif start == "random":
                 new, how = KINDS[kind](dense.units, activation=dense.activation, use_bias=dense.use_bias,
                                        name=dense.name, **arguments), "random (asked for)"
             else:
-                new, how = _start(kind, dense, arguments, recorded.get(layer.name))
+                new, how = _start(kind, dense, arguments, recorded.get(layer.name), conv_kind)
             started[layer.name] = (new, how)
             return new
         copy = layer.__class__.from_config(layer.get_config())
@@ -324,9 +360,12 @@ def fry(
     for name, (new, how) in started.items():
         dense = targets[name][0]
         x = recorded.get(name)
-        if x is not None and kind != "low_rank_dense":
+        if x is not None and not isinstance(new, fried_layers.LowRankDense):
             _distil(new, dense, x, distill_epochs, batch_size, verbose)
             how += ", then fitted to the outputs on data"
+        if x is None and type(dense) is keras.layers.Conv2D:
+            # No matrix to compare: the outputs on random inputs of the layer's input shape.
+            x = np.random.default_rng(0).standard_normal((8, *dense.input.shape[1:])).astype("float32")
         # keras_fried layers leave their fixed random structure out of count_params.
         before, after = dense.count_params(), new.count_params()
         if after > before:
@@ -338,7 +377,7 @@ def fry(
         report.append({
             "name": name, "kind": type(new).__name__, "params_before": before, "params_after": after,
             "start": how, "relative_error": _relative_error(new, dense, x),
-            "error_on": "data" if x is not None else "kernel",
+            "error_on": "data" if name in recorded else ("random inputs" if x is not None else "kernel"),
         })
     return (fried, report) if return_report else fried
 

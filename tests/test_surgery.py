@@ -205,3 +205,29 @@ def test_every_dense_like_kind_is_offered():
         fried_layers.AdaptiveFastfood, fried_layers.Circulant, fried_layers.SketchDense,
         fried_layers.LowRankDense, fried_layers.HashedDense,
     }
+
+
+def _conv_model(seed=0):
+    keras.utils.set_random_seed(seed)
+    return keras.Sequential([
+        keras.Input((10, 10, 3)), keras.layers.Conv2D(8, 3, activation="relu", name="conv"),
+        keras.layers.Flatten(), keras.layers.Dense(32, activation="relu", name="fc"), keras.layers.Dense(2),
+    ])
+
+
+def test_conv2d_only_when_asked():
+    model = _conv_model()
+    assert type(keras_fried.fry(model, "circulant", verbose=0).get_layer("conv")) is keras.layers.Conv2D
+    fried, report = keras_fried.fry(model, "circulant", conv_kind="sketch_conv2d", conv_arguments={"rank": 2},
+                                    return_report=True, verbose=0)
+    assert type(fried.get_layer("conv")).__name__ == "SketchConv2D" and fried.get_layer("conv").rank == 2
+    rows = {r["name"]: r for r in report}
+    assert rows["conv"]["error_on"] == "random inputs" and rows["fc"]["kind"] == "Circulant"
+    x = np.random.default_rng(0).standard_normal((16, 10, 10, 3)).astype("float32")
+    with_data = keras_fried.fry(model, "circulant", conv_kind="sketch_conv2d", conv_arguments={"rank": 2},
+                                data=x, return_report=True, verbose=0)[1]
+    assert {r["name"]: r["error_on"] for r in with_data} == {"conv": "data", "fc": "data"}
+    with pytest.raises(ValueError, match="conv_kind='sketch_conv2d' needs the argument `rank`"):
+        keras_fried.fry(model, conv_kind="sketch_conv2d")
+    with pytest.raises(ValueError, match="Received: conv_kind='fft'"):
+        keras_fried.fry(model, conv_kind="fft")

@@ -1,6 +1,7 @@
 """SketchConv2D: the SK-CONV layer of Kasiviswanathan, Narodytska and Jin (2017)."""
 
 import keras
+import numpy as np
 from keras import ops
 
 from keras_fried import ops as fried_ops
@@ -190,3 +191,53 @@ class SketchConv2D(DenseLikeLayer):
             }
         )
         return config
+
+    @classmethod
+    def from_conv2d(cls, conv, rank, num_sketches=1, **kwargs):
+        """A SketchConv2D whose kernel is the least-squares fit of a built Conv2D's.
+
+        At each kernel position the layer holds `A S1 + S^T B` (`S1` the
+        output-channel sketches and `S` the input-channel ones, stacked over
+        the `l` sketches; `A`, `B` free), whose best fit of the `(d1, d2)`
+        slice `K` is `K P1 + P (K - K P1)` with `P1`, `P` the projectors onto
+        the sketches' row spaces: `A = K pinv(S1)`, `B = pinv(S^T) (K - A S1)`,
+        held as `U1 = 2l A`, `U2 = 2l B` split into the `l` sketches. Strides,
+        padding, activation, bias and the regularizers and constraints are
+        copied; `kwargs` override arguments (e.g. `seed`).
+
+        Raises:
+            ValueError: If `conv` is not a built channels-last Conv2D with
+                dilation 1, one group and "valid" or "same" padding.
+        """
+        if not isinstance(conv, keras.layers.Conv2D) or not conv.built:
+            raise ValueError(f"`conv` must be a built keras.layers.Conv2D layer. Received: conv={conv!r}")
+        if (conv.data_format != "channels_last" or tuple(conv.dilation_rate) != (1, 1) or conv.groups != 1
+                or conv.padding not in PADDINGS):
+            raise ValueError(
+                "SketchConv2D replaces channels-last Conv2D layers with dilation 1, one group and "
+                f"'valid' or 'same' padding. Received: layer {conv.name!r} with data_format="
+                f"{conv.data_format!r}, dilation_rate={conv.dilation_rate}, groups={conv.groups}, "
+                f"padding={conv.padding!r}"
+            )
+        config = conv.get_config()
+        arguments = {key: config[key] for key in (
+            "strides", "padding", "activation", "use_bias", "bias_initializer", "kernel_regularizer",
+            "bias_regularizer", "activity_regularizer", "kernel_constraint", "bias_constraint", "dtype",
+        )}
+        arguments.update(kwargs)
+        layer = cls(conv.filters, tuple(conv.kernel_size), rank, num_sketches, **arguments)
+        kernel = np.asarray(ops.convert_to_numpy(conv.kernel), np.float64)  # (h, w, d1, d2)
+        h, w, d1, d2 = kernel.shape
+        layer.build((None, None, None, d1))
+        l, k = num_sketches, rank
+        s1 = np.asarray(ops.convert_to_numpy(layer.s1), np.float64).reshape(l * k, d2)
+        s_in = np.asarray(ops.convert_to_numpy(layer.s_in), np.float64).reshape(l * k, d1)
+        a = kernel @ np.linalg.pinv(s1)  # (h, w, d1, l k)
+        b = np.linalg.pinv(s_in.T) @ (kernel - a @ s1)  # (h, w, l k, d2)
+        u1 = (2 * l * a).reshape(h, w, d1, l, k).transpose(3, 0, 1, 2, 4)
+        u2 = (2 * l * b).reshape(h, w, l, k, d2).transpose(2, 0, 1, 3, 4)
+        layer.u1.assign(u1.astype(np.float32))
+        layer.u2.assign(u2.astype(np.float32))
+        if layer.use_bias and conv.use_bias:
+            layer.bias.assign(conv.bias)
+        return layer

@@ -116,3 +116,35 @@ def test_from_dense_needs_a_built_dense():
         layers.Circulant.from_dense(keras.layers.Dense(3))
     with pytest.raises(ValueError, match="built keras.layers.Dense"):
         layers.HashedDense.from_dense(keras.layers.Conv2D(3, 3), num_buckets=4)
+
+
+@pytest.mark.parametrize("num_sketches, padding, strides", [(1, "valid", 1), (2, "same", 2)])
+def test_sketch_conv2d_fit_is_the_least_squares_kernel(num_sketches, padding, strides):
+    conv = keras.layers.Conv2D(6, 3, padding=padding, strides=strides, bias_initializer="random_normal")
+    conv.build((None, 8, 8, 5))
+    kernel = RNG.standard_normal((3, 3, 5, 6)).astype("float32")
+    conv.kernel.assign(kernel)
+    layer = layers.SketchConv2D.from_conv2d(conv, rank=2, num_sketches=num_sketches, seed=1)
+    assert (layer.padding, layer.strides) == (padding, (strides, strides))
+    # The effective kernel, read off one-hot input patches, against lstsq over (U1, U2).
+    s1 = np.asarray(layer.s1, np.float64).reshape(-1, 6)
+    s_in = np.asarray(layer.s_in, np.float64).reshape(-1, 5)
+    l = num_sketches
+    u1, u2 = np.asarray(layer.u1, np.float64), np.asarray(layer.u2, np.float64)
+    effective = sum(u1[i] @ s1.reshape(l, 2, 6)[i] + s_in.reshape(l, 2, 5)[i].T @ u2[i] for i in range(l)) / (2 * l)
+    for position in np.ndindex(3, 3):
+        design_a = np.kron(np.eye(5), s1.T)  # vec(A S1) = (I (x) S1^T) vec(A), row-major
+        design_b = np.kron(s_in.T, np.eye(6))  # vec(S^T B)
+        design = np.concatenate([design_a, design_b], axis=1)
+        target = kernel[position].astype(np.float64).ravel()
+        best = design @ np.linalg.lstsq(design, target, rcond=None)[0]
+        np.testing.assert_allclose(effective[position].ravel(), best, atol=1e-4)
+    x = RNG.standard_normal((2, 8, 8, 5)).astype("float32")
+    assert np.asarray(layer(x)).shape == np.asarray(conv(x)).shape
+
+
+def test_sketch_conv2d_refuses_what_it_cannot_hold():
+    conv = keras.layers.Conv2D(4, 3, dilation_rate=2)
+    conv.build((None, 8, 8, 3))
+    with pytest.raises(ValueError, match="dilation_rate=\\(2, 2\\)"):
+        layers.SketchConv2D.from_conv2d(conv, rank=2)
