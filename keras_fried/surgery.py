@@ -173,9 +173,9 @@ def _linear_outputs(layer, x):
         layer.activation = activation
 
 
-def _distil(layer, dense, x, epochs, batch_size, verbose):
-    """Fits `layer` alone to `dense`'s outputs before activation on `x` (mean squared error)."""
-    target = _linear_outputs(dense, x).astype("float32")
+def _distil(layer, old, x, epochs, batch_size, verbose):
+    """Fits `layer` alone to `old`'s outputs before activation on `x` (mean squared error)."""
+    target = _linear_outputs(old, x).astype("float32")
     activation = layer.activation
     layer.activation = keras.activations.linear
     try:
@@ -186,12 +186,12 @@ def _distil(layer, dense, x, epochs, batch_size, verbose):
         layer.activation = activation
 
 
-def _relative_error(layer, dense, x=None):
+def _relative_error(layer, old, x=None):
     """Relative error of `layer`'s outputs on `x`, or without `x` of its matrix (its outputs on the identity)."""
     if x is not None:
-        expected = np.asarray(dense(x), np.float64)
+        expected = np.asarray(old(x), np.float64)
         return float(np.linalg.norm(np.asarray(layer(x), np.float64) - expected) / np.linalg.norm(expected))
-    kernel = np.asarray(ops.convert_to_numpy(dense.kernel), np.float64)
+    kernel = np.asarray(ops.convert_to_numpy(old.kernel), np.float64)
     zero = _linear_outputs(layer, np.zeros((1, kernel.shape[0]), "float32"))
     squared = 0.0
     for start in range(0, kernel.shape[0], 512):  # the identity in slices: large layers stay cheap
@@ -200,23 +200,29 @@ def _relative_error(layer, dense, x=None):
     return float(np.sqrt(squared) / np.linalg.norm(kernel))
 
 
-def _start(kind, dense, arguments, inputs, conv_kind=None):
-    """The replacement layer, built, and how it was started."""
-    arguments = {**arguments, "name": dense.name}
-    if type(dense) is keras.layers.Conv2D:
-        return CONV_KINDS[conv_kind].from_conv2d(dense, **arguments), "closed form"
+def _start(old, kind, conv_kind, arguments, inputs, random):
+    """The layer replacing `old`, and how it was started (built unless `random`)."""
+    arguments = {**arguments, "name": old.name}
+    if type(old) is keras.layers.Conv2D:
+        cls = CONV_KINDS[conv_kind]
+        if random:
+            return cls(old.filters, old.kernel_size, strides=old.strides, padding=old.padding,
+                       activation=old.activation, use_bias=old.use_bias, **arguments), "random (asked for)"
+        return cls.from_conv2d(old, **arguments), "closed form"
     cls = KINDS[kind]
+    if random:
+        return cls(old.units, activation=old.activation, use_bias=old.use_bias, **arguments), "random (asked for)"
     if kind == "low_rank_dense":
-        layer = cls.from_dense(dense, inputs=inputs, **arguments)
+        layer = cls.from_dense(old, inputs=inputs, **arguments)
         return layer, "closed form on data" if inputs is not None else "closed form"
     if kind in CLOSED_FORM:
-        return cls.from_dense(dense, **arguments), "closed form"
+        return cls.from_dense(old, **arguments), "closed form"
     # Dense's arguments but its kernel's: the new layer's weights are not a kernel.
-    copied = {k: v for k, v in arguments_of_dense(dense, {}).items() if not k.startswith("kernel_")}
-    layer = cls(dense.units, **{**copied, **arguments})
-    layer.build((None, dense.kernel.shape[0]))
-    if dense.use_bias and layer.use_bias:
-        layer.bias.assign(dense.bias)
+    copied = {k: v for k, v in arguments_of_dense(old, {}).items() if not k.startswith("kernel_")}
+    layer = cls(old.units, **{**copied, **arguments})
+    layer.build((None, old.kernel.shape[0]))
+    if old.use_bias and layer.use_bias:
+        layer.bias.assign(old.bias)
     return layer, "random (no closed form)"
 
 
@@ -329,18 +335,10 @@ def fry(
 
     def replace(layer):
         if layer.name in targets:
-            dense, arguments = targets[layer.name]
-            if start == "random" and type(dense) is keras.layers.Conv2D:
-                new, how = CONV_KINDS[conv_kind](dense.filters, dense.kernel_size, strides=dense.strides,
-                                                 padding=dense.padding, activation=dense.activation,
-                                                 name=dense.name, **arguments), "random (asked for)"
-            elif start == "random":
-                new, how = KINDS[kind](dense.units, activation=dense.activation, use_bias=dense.use_bias,
-                                       name=dense.name, **arguments), "random (asked for)"
-            else:
-                new, how = _start(kind, dense, arguments, recorded.get(layer.name), conv_kind)
-            started[layer.name] = (new, how)
-            return new
+            old, arguments = targets[layer.name]
+            started[layer.name] = _start(old, kind, conv_kind, arguments, recorded.get(layer.name),
+                                         random=start == "random")
+            return started[layer.name][0]
         copy = layer.__class__.from_config(layer.get_config())
         originals[id(copy)] = layer
         return copy
@@ -358,25 +356,25 @@ def fry(
 
     report = []
     for name, (new, how) in started.items():
-        dense = targets[name][0]
+        old = targets[name][0]
         x = recorded.get(name)
         if x is not None and not isinstance(new, fried_layers.LowRankDense):
-            _distil(new, dense, x, distill_epochs, batch_size, verbose)
+            _distil(new, old, x, distill_epochs, batch_size, verbose)
             how += ", then fitted to the outputs on data"
-        if x is None and type(dense) is keras.layers.Conv2D:
+        if x is None and type(old) is keras.layers.Conv2D:
             # No matrix to compare: the outputs on random inputs of the layer's input shape.
-            x = np.random.default_rng(0).standard_normal((8, *dense.input.shape[1:])).astype("float32")
+            x = np.random.default_rng(0).standard_normal((8, *old.input.shape[1:])).astype("float32")
         # keras_fried layers leave their fixed random structure out of count_params.
-        before, after = dense.count_params(), new.count_params()
+        before, after = old.count_params(), new.count_params()
         if after > before:
             warnings.warn(
                 f"fry: the {type(new).__name__} replacing layer {name!r} has {after:,} parameters, "
-                f"more than the {before:,} of the Dense it replaces.",
+                f"more than the {before:,} of the {type(old).__name__} it replaces.",
                 stacklevel=2,
             )
         report.append({
             "name": name, "kind": type(new).__name__, "params_before": before, "params_after": after,
-            "start": how, "relative_error": _relative_error(new, dense, x),
+            "start": how, "relative_error": _relative_error(new, old, x),
             "error_on": "data" if name in recorded else ("random inputs" if x is not None else "kernel"),
         })
     return (fried, report) if return_report else fried
