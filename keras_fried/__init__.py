@@ -27,6 +27,7 @@ from keras_fried.layers import Fastfood  # noqa: E402
 from keras_fried.summary import count_params  # noqa: E402
 from keras_fried.summary import summary  # noqa: E402
 from keras_fried.surgery import fry  # noqa: E402
+from keras_fried.trifactorization import trifactorize  # noqa: E402
 
 __version__ = "0.2.0"
 
@@ -44,6 +45,7 @@ __all__ = [
     "summary",
     "surgery",
     "tflite",
+    "trifactorize",
     "tuning",
 ]
 
