@@ -39,8 +39,8 @@ import keras  # noqa: E402
 
 import keras_fried  # noqa: E402
 from keras_fried import tflite  # noqa: E402
-from keras_fried.datasets import load_mnist_arrays  # noqa: E402
 from mnist_deep_fried import ResultsFile  # noqa: E402
+from mnist_deep_fried import load_or_exit  # noqa: E402
 from mnist_deep_fried import build_model  # noqa: E402
 from mnist_deep_fried import pipeline  # noqa: E402
 
@@ -160,14 +160,7 @@ def main(argv=None):
     args = parser.parse_args(argv)
     if args.quick:
         args.epochs, args.reference_epochs, args.fry_images = 1, 1, 200
-    try:
-        (x_train, y_train), (x_test, y_test) = load_mnist_arrays(args.data_dir)
-    except (RuntimeError, FileNotFoundError, ValueError) as error:
-        sys.exit(f"error: {error}")
-    if args.quick:
-        x_train, y_train, x_test, y_test = x_train[:1000], y_train[:1000], x_test[:500], y_test[:500]
-    train = (x_train[..., None].astype("float32") / 255.0, y_train.astype("int32"))
-    test = (x_test[..., None].astype("float32") / 255.0, y_test.astype("int32"))
+    train, test = load_or_exit(args.data_dir, (1000, 500) if args.quick else (None, None))
     os.makedirs(args.out, exist_ok=True)
     settings = {k: getattr(args, k) for k in ("model", "epochs", "reference_epochs", "fry_images", "batch_size",
                                               "quick", "data_dir")}

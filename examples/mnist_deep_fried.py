@@ -142,6 +142,23 @@ def training_setup(args, train_examples):
     return keras.optimizers.Adam(schedule), 0.0, steps, args.epochs
 
 
+def load_or_exit(data_dir, limits=(None, None), scale=255.0):
+    """MNIST as `((x, y), (x, y))`: float32 images / scale with a channel axis, int32 labels.
+
+    `limits` keeps the first (training, test) images; a loading failure exits
+    with the loader's message (how to pass --data-dir).
+    """
+    try:
+        (x_train, y_train), (x_test, y_test) = load_mnist_arrays(data_dir)
+    except (RuntimeError, FileNotFoundError, ValueError) as error:
+        sys.exit(f"error: {error}")
+    train_limit, test_limit = limits
+    return (
+        (x_train[:train_limit, ..., None].astype("float32") / scale, y_train[:train_limit].astype("int32")),
+        (x_test[:test_limit, ..., None].astype("float32") / scale, y_test[:test_limit].astype("int32")),
+    )
+
+
 def pipeline(x, y, args, seed, training):
     data = tf.data.Dataset.from_tensor_slices((x, y))
     if training:
@@ -344,15 +361,8 @@ def parse_args(argv):
 
 def main(argv=None):
     args = parse_args(argv)
-    try:
-        (x_train, y_train), (x_test, y_test) = load_mnist_arrays(args.data_dir)
-    except (RuntimeError, FileNotFoundError, ValueError) as error:
-        sys.exit(f"error: {error}")
-    if args.quick:
-        x_train, y_train, x_test, y_test = x_train[:2000], y_train[:2000], x_test[:1000], y_test[:1000]
     scale = 256.0 if args.protocol == "paper" else 255.0  # Caffe's LeNet: 0.00390625
-    train = (x_train[..., None].astype("float32") / scale, y_train.astype("int32"))
-    test = (x_test[..., None].astype("float32") / scale, y_test.astype("int32"))
+    train, test = load_or_exit(args.data_dir, (2000, 1000) if args.quick else (None, None), scale)
     os.makedirs(args.out, exist_ok=True)
     settings = {k: getattr(args, k) for k in SETTINGS}
     results = ResultsFile(os.path.join(args.out, "results.json"), settings, args.overwrite)

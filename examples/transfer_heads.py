@@ -38,8 +38,8 @@ import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 import keras_fried  # noqa: E402
-from keras_fried.datasets import load_mnist_arrays  # noqa: E402
 from mnist_deep_fried import ResultsFile  # noqa: E402
+from mnist_deep_fried import load_or_exit  # noqa: E402
 
 HEADS = {
     "gap": lambda: [keras.layers.GlobalAveragePooling2D()],
@@ -124,16 +124,11 @@ def main(argv=None):
     args = parser.parse_args(argv)
     if args.quick:
         args.steps, args.trunk_steps = 20, 20
-    try:
-        (x_train, y_train), (x_test, y_test) = load_mnist_arrays(args.data_dir)
-    except (RuntimeError, FileNotFoundError, ValueError) as error:
-        sys.exit(f"error: {error}")
-    x_train = x_train[..., None].astype("float32") / 255.0
-    x_test = x_test[..., None].astype("float32") / 255.0
+    (x_train, y_train), (x_test, y_test) = load_or_exit(args.data_dir)
     low, high = y_train < 5, y_train >= 5
-    trunk = train_trunk(x_train[low], y_train[low].astype("int32"), args)
-    x_new, y_new = x_train[high], (y_train[high] - 5).astype("int32")
-    x_new_test, y_new_test = x_test[y_test >= 5], (y_test[y_test >= 5] - 5).astype("int32")
+    trunk = train_trunk(x_train[low], y_train[low], args)
+    x_new, y_new = x_train[high], y_train[high] - 5
+    x_new_test, y_new_test = x_test[y_test >= 5], y_test[y_test >= 5] - 5
     os.makedirs(args.out, exist_ok=True)
     settings = {k: getattr(args, k) for k in ("steps", "trunk_steps", "quick", "data_dir")}
     results = ResultsFile(os.path.join(args.out, "results.json"), settings, args.overwrite)
