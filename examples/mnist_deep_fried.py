@@ -58,6 +58,14 @@ PAPER = {
     "adaptive-fastfood-1024": (0.72, 38_821),
     "adaptive-fastfood-2048": (0.72, 52_124),
 }
+# The package's other trainable layers in the same place (no paper numbers):
+# `--models` can add them, e.g. to check that they train under the paper's solver.
+OTHER_LAYERS = {
+    "circulant-1024": lambda **kw: keras_fried.layers.Circulant(1024, **kw),
+    "sketch-dense-500-rank-20": lambda **kw: keras_fried.layers.SketchDense(500, rank=20, **kw),
+    "low-rank-dense-500-rank-20": lambda **kw: keras_fried.layers.LowRankDense(500, rank=20, **kw),
+    "hashed-dense-500-20000": lambda **kw: keras_fried.layers.HashedDense(500, 20_000, **kw),
+}
 MODELS = list(PAPER)
 PROTOCOLS = ("adam", "paper")
 # Bandwidths tried for the non-adaptive Fastfood, relative to sqrt(d).
@@ -71,6 +79,8 @@ def fully_connected(name, seed, sigma_relative=1.0, regularizer=None, inner_drop
     decay = {"kernel_regularizer": regularizer(), "bias_regularizer": regularizer()} if regularizer else {}
     if name == "reference":
         return [keras.layers.Dense(500, activation="relu", name="fc", **decay)]
+    if name in OTHER_LAYERS:
+        return [OTHER_LAYERS[name](activation="relu", seed=seed, name="fc", **decay)]
     features = int(name.rsplit("-", 1)[1])
     fried = {"seed": seed, "name": "fc", "inner_dropout": inner_dropout}
     if name.startswith("adaptive"):
@@ -262,7 +272,7 @@ def summarise(runs, models):
                 "fc_params": group[0]["fc_params"], "bytes": group[0]["bytes"],
                 "train_seconds": statistics.fmean(r["train_seconds"] for r in group),
                 "sigma_relative": group[0].get("sigma_relative"),
-                "paper_test_error": PAPER[name][0], "paper_params": PAPER[name][1],
+                "paper_test_error": PAPER.get(name, (None,))[0], "paper_params": PAPER.get(name, (None, None))[1],
             })
     return rows
 
@@ -278,10 +288,11 @@ def markdown(rows):
         if r["diverged"]:
             error += f" ({r['diverged']} diverged)"
         sigma = "-" if r["sigma_relative"] is None else f"{r['sigma_relative']:g} sqrt(d)"
+        paper = ("- | -" if r["paper_test_error"] is None
+                 else f"{r['paper_test_error']:.2f}% | {r['paper_params']:,}")
         lines.append(
             f"| {name} | {error} | {len(r['seeds'])} | {r['params']:,} | {r['fc_params']:,} | "
-            f"{r['bytes'] / 1024:.0f} KiB | {r['train_seconds']:.0f} s | {sigma} | "
-            f"{r['paper_test_error']:.2f}% | {r['paper_params']:,} |"
+            f"{r['bytes'] / 1024:.0f} KiB | {r['train_seconds']:.0f} s | {sigma} | {paper} |"
         )
     return "\n".join(lines)
 
@@ -298,7 +309,8 @@ def plot(rows, path, protocol):
         axes.errorbar(r["params"], r["mean"], yerr=r["sd"], fmt="o", color="C0", capsize=3)
         axes.scatter([r["params"]] * len(r["test_errors"]), r["test_errors"], s=10, color="C0", alpha=0.4)
         axes.annotate(label, (r["params"], r["mean"]), textcoords="offset points", xytext=(5, 4), fontsize=8)
-        axes.scatter(r["paper_params"], r["paper_test_error"], s=40, facecolors="none", edgecolors="grey")
+        if r["paper_test_error"] is not None:
+            axes.scatter(r["paper_params"], r["paper_test_error"], s=40, facecolors="none", edgecolors="grey")
     axes.scatter([], [], s=40, facecolors="none", edgecolors="grey", label="paper (Table 1)")
     axes.errorbar([], [], yerr=[], fmt="o", color="C0", label="this run: mean +- sd, dots: seeds")
     axes.set_xscale("log")
@@ -314,7 +326,8 @@ def plot(rows, path, protocol):
 
 def parse_args(argv):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--models", nargs="+", choices=MODELS, default=MODELS)
+    parser.add_argument("--models", nargs="+", choices=MODELS + list(OTHER_LAYERS), default=MODELS,
+                        help="Table 1's rows (the default) and the package's other layers")
     parser.add_argument("--protocol", choices=PROTOCOLS, default="adam",
                         help="adam: our recipe; paper: Caffe's LeNet SGD solver (see above)")
     parser.add_argument("--dropout", nargs="?", const="on", choices=["on", "off", "paper", "inner"], default=None,

@@ -56,13 +56,14 @@ def test_paper_protocol_with_two_seeds_resumes(tmp_path):
     data_dir = _fake_mnist_folder(tmp_path, train=256, test=64)
     out = tmp_path / "out"
     flags = ["--quick", "--protocol", "paper", "--seeds", "2", "--data-dir", data_dir, "--out", str(out),
-             "--models", "reference", "fastfood-1024", "adaptive-fastfood-1024", "--verbose", "0"]
+             "--models", "reference", "fastfood-1024", "adaptive-fastfood-1024", "circulant-1024", "--verbose", "0"]
     result = _run(*flags)
     assert result.returncode == 0, result.stderr[-3000:]
     saved = json.loads((out / "results.json").read_text())
     assert saved["settings"]["protocol"] == "paper" and saved["settings"]["iterations"] == 40
     runs = {(r["model"], r["seed"]): r for r in saved["runs"]}
-    assert set(runs) == {(m, s) for m in ("reference", "fastfood-1024", "adaptive-fastfood-1024") for s in (0, 1)}
+    models = ("reference", "fastfood-1024", "adaptive-fastfood-1024", "circulant-1024")
+    assert set(runs) == {(m, s) for m in models for s in (0, 1)}
     # Dropout where the paper used it: the fried rows, not the reference.
     assert [runs[("reference", s)]["dropout"] for s in (0, 1)] == ["none", "none"]
     assert runs[("adaptive-fastfood-1024", 1)]["dropout"] == runs[("fastfood-1024", 0)]["dropout"] == "after"
@@ -72,10 +73,11 @@ def test_paper_protocol_with_two_seeds_resumes(tmp_path):
     assert set(selection["validation_errors"]) == {"0.5", "1", "2"}
     assert runs[("fastfood-1024", 0)]["sigma_relative"] == selection["sigma_relative"]
     assert "| adaptive-fastfood-1024 + dropout |" in result.stdout and " +- " in result.stdout
+    assert "| circulant-1024 + dropout |" in result.stdout and runs[("circulant-1024", 0)]["dropout"] == "after"
     # Rerunning the same command trains nothing again.
     again = _run(*flags)
     assert again.returncode == 0, again.stderr[-3000:]
-    assert again.stdout.count("done earlier, skipped") == 6
+    assert again.stdout.count("done earlier, skipped") == 8
     assert json.loads((out / "results.json").read_text())["runs"] == saved["runs"]
     # Other settings into the same folder: refused, not mixed.
     other = _run(*[f if f != "paper" else "adam" for f in flags])
