@@ -16,6 +16,7 @@ from keras import ops
 
 from keras_fried import layers as fried_layers
 from keras_fried.layers.structured_layer import arguments_of_dense
+from keras_fried.model_layers import clone_replacing
 from keras_fried.model_layers import leaf_layers
 
 KINDS = {
@@ -331,28 +332,17 @@ def fry(
             data = None
     recorded = _record_inputs(model, targets, data, batch_size) if data is not None else {}
 
-    started, originals = {}, {}
+    started = {}
 
     def replace(layer):
-        if layer.name in targets:
-            old, arguments = targets[layer.name]
-            started[layer.name] = _start(old, kind, conv_kind, arguments, recorded.get(layer.name),
-                                         random=start == "random")
-            return started[layer.name][0]
-        copy = layer.__class__.from_config(layer.get_config())
-        originals[id(copy)] = layer
-        return copy
+        if layer.name not in targets:
+            return None
+        old, arguments = targets[layer.name]
+        started[layer.name] = _start(old, kind, conv_kind, arguments, recorded.get(layer.name),
+                                     random=start == "random")
+        return started[layer.name][0]
 
-    try:
-        fried = keras.models.clone_model(model, clone_function=replace, recursive=True)
-    except ValueError as error:
-        raise ValueError(
-            "fry rebuilds Sequential and functional models (and such models nested in them) with "
-            f"keras.models.clone_model, which could not rebuild this {type(model).__name__}: {error}"
-        ) from error
-    for layer in leaf_layers(fried):
-        if id(layer) in originals:
-            layer.set_weights(originals[id(layer)].get_weights())
+    fried = clone_replacing(model, replace)
 
     report = []
     for name, (new, how) in started.items():
