@@ -24,6 +24,7 @@ from keras_fried import layers  # noqa: E402
 from keras_fried import ops  # noqa: E402
 from keras_fried.layers import AdaptiveFastfood  # noqa: E402
 from keras_fried.layers import Fastfood  # noqa: E402
+from keras_fried.pruning import prune  # noqa: E402
 from keras_fried.summary import count_params  # noqa: E402
 from keras_fried.summary import summary  # noqa: E402
 from keras_fried.surgery import fry  # noqa: E402
@@ -42,6 +43,8 @@ __all__ = [
     "fry",
     "layers",
     "ops",
+    "prune",
+    "pruning",
     "summary",
     "surgery",
     "tflite",
