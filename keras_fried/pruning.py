@@ -6,8 +6,12 @@
 The mask is a kernel constraint (`PruningMask`): Keras applies it after every
 optimizer step, it is saved in the `.keras` config, and the zeros it keeps are
 in the exported TFLite constants. `method="magnitude"` prunes the weights of
-smallest magnitude in each layer (the baseline); the tri-factorization method
-of the pruning paper (`keras_fried.trifactorize`) is the next step.
+smallest magnitude in each layer (the baseline); `method="trifactor"` is the
+method of "Convolutional network pruning with matrix factorization": the chosen
+Dense kernels, and separately the Conv2D kernels, are tri-factorized together
+(`keras_fried.trifactorize`, consecutive layers sharing the factor of the units
+between them), and each weight is scored by its magnitude times the share of its
+connection that the shared factorization reconstructs (see `trifactor_scores`).
 """
 
 import base64
@@ -19,7 +23,7 @@ from keras import ops
 from keras_fried.model_layers import clone_replacing
 from keras_fried.model_layers import leaf_layers
 
-METHODS = ("magnitude",)
+METHODS = ("magnitude", "trifactor")
 PRUNABLE = (keras.layers.Dense, keras.layers.Conv2D)
 
 
@@ -90,13 +94,62 @@ def _chosen(model, layers):
     return chosen
 
 
-def magnitude_mask(kernel, sparsity):
-    """True for the weights kept: all but the `sparsity` fraction of smallest magnitude."""
-    kernel = np.asarray(kernel)
-    pruned = int(round(sparsity * kernel.size))
-    keep = np.ones(kernel.size, bool)
-    keep[np.argsort(np.abs(kernel), axis=None, kind="stable")[:pruned]] = False
-    return keep.reshape(kernel.shape)
+def mask_from_scores(scores, sparsity):
+    """True for the weights kept: all but the `sparsity` fraction of lowest score."""
+    scores = np.asarray(scores)
+    pruned = int(round(sparsity * scores.size))
+    keep = np.ones(scores.size, bool)
+    keep[np.argsort(scores, axis=None, kind="stable")[:pruned]] = False
+    return keep.reshape(scores.shape)
+
+
+def _connections(kernel):
+    """The (inputs, units) matrix of a kernel: itself for Dense, per-channel-pair L2 norms for Conv2D."""
+    return kernel if kernel.ndim == 2 else np.sqrt(np.sum(kernel**2, axis=(0, 1)))
+
+
+def _chains(layers):
+    """Consecutive runs of layers of one type whose kernels chain (units of one = inputs of the next)."""
+    chains = []
+    for layer in layers:
+        kernel_in = layer.kernel.shape[-2]
+        last = chains[-1][-1] if chains else None
+        if last is not None and type(last) is type(layer) and last.kernel.shape[-1] == kernel_in:
+            chains[-1].append(layer)
+        else:
+            chains.append([layer])
+    return chains
+
+
+def trifactor_scores(layers, rank_fraction=0.25, seed=0):
+    """`{name: scores}` for the kernels of `layers`, from their chains' tri-factorization.
+
+    The layers are split into chains (Dense and Conv2D apart; consecutive layers
+    whose kernels chain). Each chain's connection matrices `R_l` (the Dense
+    kernel; for a Conv2D the L2 norm of each input-output channel pair over the
+    kernel positions) are tri-factorized with ranks `rank_fraction` of each
+    type's size, and a weight's score is `|w| * |R_hat_ij| / |R_ij|`: its
+    magnitude times the share of its connection that the shared factorization
+    reconstructs (for a Dense weight simply `|R_hat_ij|`). Why: the shared
+    factors keep the structure that each layer has in common with its
+    neighbours; a weight whose connection they do not reproduce carries little
+    of the signal passed along the chain.
+    """
+    from keras_fried.trifactorization import trifactorize
+
+    scores = {}
+    for chain in _chains(layers):
+        kernels = [np.asarray(ops.convert_to_numpy(layer.kernel), np.float64) for layer in chain]
+        matrices = [_connections(k) for k in kernels]
+        sizes = [matrices[0].shape[0]] + [m.shape[1] for m in matrices]
+        # A type's rank above the larger of its neighbours' sizes adds nothing.
+        largest = [max(sizes[max(t - 1, 0) : t] + sizes[t + 1 : t + 2]) for t in range(len(sizes))]
+        ranks = [max(1, min(int(round(rank_fraction * n)), cap)) for n, cap in zip(sizes, largest)]
+        result = trifactorize(matrices, ranks, seed=seed)
+        for index, (layer, kernel, matrix) in enumerate(zip(chain, kernels, matrices)):
+            share = np.abs(result.reconstruction(index)) / np.maximum(np.abs(matrix), 1e-30)
+            scores[layer.name] = np.abs(kernel) * share  # broadcasts over a Conv2D's positions
+    return scores
 
 
 def prune(model, sparsity, method="magnitude", layers=None, return_report=False):
@@ -110,7 +163,8 @@ def prune(model, sparsity, method="magnitude", layers=None, return_report=False)
     Args:
         model: A built Sequential or functional model (nested models included).
         sparsity: Fraction of each chosen kernel to prune, in (0, 1).
-        method: `"magnitude"`: the weights of smallest absolute value in each layer.
+        method: `"magnitude"`: the weights of smallest absolute value in each
+            layer; `"trifactor"`: the lowest `trifactor_scores`.
         layers: None for every Dense and Conv2D layer, or names / layers.
         return_report: Also return one dict per pruned layer: `name`, `kind`,
             `weights` (kernel entries) and `nonzero` after pruning.
@@ -137,9 +191,12 @@ def prune(model, sparsity, method="magnitude", layers=None, return_report=False)
         )
     if not isinstance(model, keras.Model) or not model.built:
         raise ValueError(f"Received an invalid value for argument `model`: a built Keras model. Received: {model!r}")
-    masks = {
-        layer.name: magnitude_mask(ops.convert_to_numpy(layer.kernel), sparsity) for layer in _chosen(model, layers)
-    }
+    chosen = _chosen(model, layers)
+    if method == "magnitude":
+        scores = {layer.name: np.abs(ops.convert_to_numpy(layer.kernel)) for layer in chosen}
+    else:
+        scores = trifactor_scores(chosen)
+    masks = {name: mask_from_scores(score, sparsity) for name, score in scores.items()}
 
     sources = {}
 

@@ -77,11 +77,9 @@ def _objective(matrices, factors, cores):
     ))
 
 
-def _solve_right(lhs, rhs, ridge):
-    """`X` minimising `||X lhs - rhs||` (+ a tiny ridge for stability): `X = rhs lhs^T (lhs lhs^T)^-1`."""
-    gram = lhs @ lhs.T
-    gram[np.diag_indices_from(gram)] += ridge * (np.trace(gram) / len(gram) + 1e-300)
-    return np.linalg.solve(gram, lhs @ rhs.T).T
+def _solve_right(lhs, rhs):
+    """The minimum-norm `X` minimising `||X lhs - rhs||_F` (exact, also when `lhs` is rank-deficient)."""
+    return np.linalg.lstsq(lhs.T, rhs.T, rcond=None)[0].T
 
 
 def trifactorize(matrices, ranks, max_iter=200, tol=1e-7, seed=0):
@@ -117,7 +115,6 @@ def trifactorize(matrices, ranks, max_iter=200, tol=1e-7, seed=0):
     """
     matrices, ranks = _check(matrices, ranks)
     rng = np.random.default_rng(seed)
-    ridge = 1e-12
     last = len(matrices)
     factors = []
     for t in range(last + 1):
@@ -145,7 +142,7 @@ def trifactorize(matrices, ranks, max_iter=200, tol=1e-7, seed=0):
             if t < last:
                 lhs.append(cores[t] @ factors[t + 1].T)
                 rhs.append(matrices[t])
-            factors[t] = _solve_right(np.concatenate(lhs, axis=1), np.concatenate(rhs, axis=1), ridge)
+            factors[t] = _solve_right(np.concatenate(lhs, axis=1), np.concatenate(rhs, axis=1))
             cores = solve_cores()
         objective.append(_objective(matrices, factors, cores))
         if objective[-2] - objective[-1] <= tol * objective[-2]:

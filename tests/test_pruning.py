@@ -92,3 +92,24 @@ def test_bad_arguments(kwargs, message):
     model = _model()
     with pytest.raises(ValueError, match=message):
         keras_fried.prune(model, **kwargs)
+
+
+def test_trifactor_pruning_keeps_the_structure_the_chain_shares():
+    from keras_fried.pruning import trifactor_scores
+
+    model = _model()
+    pruned, report = keras_fried.prune(model, 0.8, method="trifactor", return_report=True)
+    assert {r["name"] for r in report} == {"conv", "fc", "out"}
+    for row in report:
+        assert row["nonzero"] == row["weights"] - round(0.8 * row["weights"])
+    # A Dense weight's score is |R_hat_ij|: at full rank the reconstruction is the kernel,
+    # and trifactor pruning is magnitude pruning.
+    dense = [model.get_layer("fc"), model.get_layer("out")]
+    scores = trifactor_scores(dense, rank_fraction=1.0)
+    for layer in dense:
+        np.testing.assert_allclose(scores[layer.name], np.abs(np.asarray(layer.kernel)), rtol=1e-4, atol=1e-6)
+    # Conv2D and Dense kernels are factorized in separate chains.
+    from keras_fried.pruning import _chains
+
+    chains = _chains([model.get_layer(n) for n in ("conv", "fc", "out")])
+    assert [[layer.name for layer in chain] for chain in chains] == [["conv"], ["fc", "out"]]
