@@ -12,6 +12,16 @@ def leaf_layers(model):
     ]
 
 
+def check_model(model, tool):
+    """Raises a ValueError unless `model` is a built model with known inputs (what cloning needs)."""
+    if not isinstance(model, keras.Model) or not model.built or not getattr(model, "inputs", None):
+        raise ValueError(
+            f"Received an invalid value for argument `model`: {tool} needs a built Sequential or "
+            "functional model (one with known inputs, e.g. made with keras.Input or trained once). "
+            f"Received: model={model!r}"
+        )
+
+
 def clone_replacing(model, replace):
     """A copy of `model` in which `replace(layer)` swaps layers; the others keep their weights.
 

@@ -20,6 +20,7 @@ import keras
 import numpy as np
 from keras import ops
 
+from keras_fried.model_layers import check_model
 from keras_fried.model_layers import clone_replacing
 from keras_fried.model_layers import leaf_layers
 
@@ -189,8 +190,7 @@ def prune(model, sparsity, method="magnitude", layers=None, return_report=False)
             f"Received an invalid value for argument `method`, expected one of {METHODS}. "
             f"Received: method={method!r}"
         )
-    if not isinstance(model, keras.Model) or not model.built:
-        raise ValueError(f"Received an invalid value for argument `model`: a built Keras model. Received: {model!r}")
+    check_model(model, "prune")
     chosen = _chosen(model, layers)
     if method == "magnitude":
         scores = {layer.name: np.abs(ops.convert_to_numpy(layer.kernel)) for layer in chosen}

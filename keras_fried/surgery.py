@@ -16,6 +16,7 @@ from keras import ops
 
 from keras_fried import layers as fried_layers
 from keras_fried.layers.structured_layer import arguments_of_dense
+from keras_fried.model_layers import check_model
 from keras_fried.model_layers import clone_replacing
 from keras_fried.model_layers import leaf_layers
 
@@ -313,12 +314,7 @@ def fry(
         - [Yang et al., Deep Fried Convnets, ICCV 2015](https://arxiv.org/abs/1412.7149)
           (post-processing a trained network: its SVD rows)
     """
-    if not isinstance(model, keras.Model) or not model.built or not getattr(model, "inputs", None):
-        raise ValueError(
-            "Received an invalid value for argument `model`: fry needs a built Sequential or "
-            "functional model (one with known inputs, e.g. made with keras.Input or trained once). "
-            f"Received: model={model!r}"
-        )
+    check_model(model, "fry")
     targets = _targets(model, layers, layer_kwargs, conv_kind, conv_arguments)
     _check_kind(kind, conv_kind, targets)
     if start not in ("weights", "random"):
