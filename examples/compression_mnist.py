@@ -16,7 +16,7 @@ network of `mnist_deep_fried.py` (reference: 431,080 parameters), in two parts:
 
 The paper used CIFAR-10, SVHN and Places, which cannot be fetched on machines
 without internet; MNIST stands in. Training: Adam at 1e-3 with a cosine decay
-to zero, batch 128, --epochs (default 5), --seeds (default 3), inputs / 255.
+to zero, batch 128, --epochs (default 3), --seeds (default 3), inputs / 255.
 Results are written after every run and a rerun into the same --out skips the
 runs already done. Writes results.json, results_<part>.md and
 error_vs_compression_<part>.png into --out.
@@ -179,7 +179,7 @@ def plot(rows, part, path):
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--parts", nargs="+", choices=PARTS, default=list(PARTS))
-    parser.add_argument("--epochs", type=int, default=5)
+    parser.add_argument("--epochs", type=int, default=3)
     parser.add_argument("--batch-size", type=int, default=128)
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--data-dir", default=None, help="folder of the MNIST IDX files (default: tensorflow-datasets)")

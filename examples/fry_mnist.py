@@ -8,7 +8,8 @@ convolutions; or loads it from --model), then replaces its 800 -> 500 layer:
 - every dense-like kind of keras_fried, started from random and from data
   (`fry(..., data=...)` on --fry-images training images);
 
-and fine-tunes each for --epochs epochs (Adam, 3e-4 with a cosine decay),
+and fine-tunes each for --epochs epochs (Adam from --learning-rate, default
+3e-3, with a cosine decay to zero over the fine-tuning),
 reporting the test error after 0, 1, 2, ... epochs (mean +- sd over --seeds:
 the seed of the new layer and of the fine-tuning), parameters, the FC layer's
 parameters, the int8 TFLite size and the fine-tuning time. With
@@ -81,7 +82,7 @@ def fine_tune(name, start, seed, reference, args, train, test):
     fried, report = keras_fried.fry(reference, kind, layers=["fc"], data=data, start=fry_start, seed=seed,
                                     verbose=0, return_report=True, **arguments)
     steps = -(-len(train[0]) // args.batch_size)
-    schedule = keras.optimizers.schedules.CosineDecay(3e-4, decay_steps=max(args.epochs, 1) * steps)
+    schedule = keras.optimizers.schedules.CosineDecay(args.learning_rate, decay_steps=max(args.epochs, 1) * steps)
     fried.compile(keras.optimizers.Adam(schedule), "sparse_categorical_crossentropy", metrics=["accuracy"])
     errors = [test_error(fried, args, test)]
     begin = time.time()
@@ -149,6 +150,7 @@ def main(argv=None):
     parser.add_argument("--rows", nargs="+", choices=list(ROWS), default=list(ROWS))
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--epochs", type=int, default=2, help="fine-tuning epochs")
+    parser.add_argument("--learning-rate", type=float, default=3e-3, help="fine-tuning's initial learning rate")
     parser.add_argument("--reference-epochs", type=int, default=15)
     parser.add_argument("--fry-images", type=int, default=5000, help="training images given to fry as data")
     parser.add_argument("--batch-size", type=int, default=128)
@@ -162,8 +164,8 @@ def main(argv=None):
         args.epochs, args.reference_epochs, args.fry_images = 1, 1, 200
     train, test = load_or_exit(args.data_dir, (1000, 500) if args.quick else (None, None))
     os.makedirs(args.out, exist_ok=True)
-    settings = {k: getattr(args, k) for k in ("model", "epochs", "reference_epochs", "fry_images", "batch_size",
-                                              "quick", "data_dir")}
+    settings = {k: getattr(args, k) for k in ("model", "epochs", "learning_rate", "reference_epochs", "fry_images",
+                                              "batch_size", "quick", "data_dir")}
     results = ResultsFile(os.path.join(args.out, "results.json"), settings, args.overwrite)
     reference_path = args.model or os.path.join(args.out, "reference.keras")
     if os.path.exists(reference_path):
