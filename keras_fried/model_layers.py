@@ -1,6 +1,8 @@
 """Walking a model's layers: the one place that relies on Keras's layer tracking."""
 
 import keras
+import numpy as np
+from keras import ops
 
 
 def leaf_layers(model):
@@ -53,3 +55,57 @@ def clone_replacing(model, replace):
         if id(layer) in originals:
             layer.set_weights(originals[id(layer)].get_weights())
     return copy
+
+
+def check_data(model, data):
+    """`data` as a float32 array, or a ValueError unless it is a non-empty batch of the model's input."""
+    data = np.asarray(data, dtype="float32")
+    if data.ndim == 0 or len(data) == 0:
+        raise ValueError(
+            f"Received an invalid value for argument `data`: it is empty. Received: data.shape={data.shape}"
+        )
+    expected = tuple(model.inputs[0].shape[1:])
+    if len(model.inputs) != 1 or data.shape[1:] != expected or len(data.shape) != len(expected) + 1:
+        raise ValueError(
+            f"Received an invalid value for argument `data`: expected a batch of the model's input, "
+            f"shape (n, {', '.join(map(str, expected))}). Received: data.shape={data.shape}"
+        )
+    return data
+
+
+class _Recorder(keras.layers.Layer):
+    """Calls a layer and keeps the inputs it saw (eager calls only)."""
+
+    def __init__(self, inner, **kwargs):
+        super().__init__(name=f"record_{inner.name}", **kwargs)
+        self.inner = inner
+        self.seen = []
+
+    def call(self, inputs):
+        self.seen.append(ops.convert_to_numpy(inputs))
+        return self.inner(inputs)
+
+
+def record_inputs(model, names, data, batch_size):
+    """`{name: inputs}`: what each layer named in `names` sees when `model` runs on `data`.
+
+    A Dense layer's inputs come as a matrix (rows: every vector it mapped).
+    The model is run through a clone that shares its layers, so nothing in it
+    changes.
+    """
+    recorders = {}
+
+    def wrap(layer):
+        if layer.name in names:
+            recorders[layer.name] = _Recorder(layer)
+            return recorders[layer.name]
+        return layer  # shared with the original: this model only reads
+
+    recording = keras.models.clone_model(model, clone_function=wrap, recursive=True)
+    for start in range(0, len(data), batch_size):
+        recording(data[start : start + batch_size], training=False)
+    recorded = {}
+    for name, recorder in recorders.items():
+        x = np.concatenate(recorder.seen)
+        recorded[name] = x.reshape(-1, x.shape[-1]) if type(recorder.inner) is keras.layers.Dense else x
+    return recorded

@@ -16,9 +16,11 @@ from keras import ops
 
 from keras_fried import layers as fried_layers
 from keras_fried.layers.structured_layer import arguments_of_dense
+from keras_fried.model_layers import check_data
 from keras_fried.model_layers import check_model
 from keras_fried.model_layers import clone_replacing
 from keras_fried.model_layers import leaf_layers
+from keras_fried.model_layers import record_inputs
 
 KINDS = {
     "adaptive_fastfood": fried_layers.AdaptiveFastfood,
@@ -115,54 +117,6 @@ def _check_kind(kind, conv_kind, targets):
                     f"`{required}=...` to fry, or per layer as `layers={{{name!r}: {{{required!r}: ...}}}}`. "
                     f"Received: {sorted(arguments) or 'no arguments'}"
                 )
-
-
-def _check_data(model, data):
-    data = np.asarray(data, dtype="float32")
-    if data.ndim == 0 or len(data) == 0:
-        raise ValueError(
-            f"Received an invalid value for argument `data`: it is empty. Received: data.shape={data.shape}"
-        )
-    expected = tuple(model.inputs[0].shape[1:])
-    if len(model.inputs) != 1 or data.shape[1:] != expected or len(data.shape) != len(expected) + 1:
-        raise ValueError(
-            f"Received an invalid value for argument `data`: expected a batch of the model's input, "
-            f"shape (n, {', '.join(map(str, expected))}). Received: data.shape={data.shape}"
-        )
-    return data
-
-
-class _Recorder(keras.layers.Layer):
-    """Calls a layer and keeps the inputs it saw (eager calls only)."""
-
-    def __init__(self, inner, **kwargs):
-        super().__init__(name=f"record_{inner.name}", **kwargs)
-        self.inner = inner
-        self.seen = []
-
-    def call(self, inputs):
-        self.seen.append(ops.convert_to_numpy(inputs))
-        return self.inner(inputs)
-
-
-def _record_inputs(model, targets, data, batch_size):
-    """The inputs each target layer sees when the original model runs on `data`."""
-    recorders = {}
-
-    def wrap(layer):
-        if layer.name in targets:
-            recorders[layer.name] = _Recorder(layer)
-            return recorders[layer.name]
-        return layer  # shared with the original: this model only reads
-
-    recording = keras.models.clone_model(model, clone_function=wrap, recursive=True)
-    for start in range(0, len(data), batch_size):
-        recording(data[start : start + batch_size], training=False)
-    recorded = {name: np.concatenate(r.seen) for name, r in recorders.items()}
-    for name, x in recorded.items():
-        if type(targets[name][0]) is keras.layers.Dense:  # a Dense maps the last axis only
-            recorded[name] = x.reshape(-1, x.shape[-1])
-    return recorded
 
 
 def _linear_outputs(layer, x):
@@ -323,10 +277,10 @@ def fry(
             f"Received: start={start!r}"
         )
     if data is not None:
-        data = _check_data(model, data)
+        data = check_data(model, data)
         if start == "random":
             data = None
-    recorded = _record_inputs(model, targets, data, batch_size) if data is not None else {}
+    recorded = record_inputs(model, targets, data, batch_size) if data is not None else {}
 
     started = {}
 

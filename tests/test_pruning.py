@@ -113,3 +113,129 @@ def test_trifactor_pruning_keeps_the_structure_the_chain_shares():
 
     chains = _chains([model.get_layer(n) for n in ("conv", "fc", "out")])
     assert [[layer.name for layer in chain] for chain in chains] == [["conv"], ["fc", "out"]]
+
+
+def _chain_model(seed=0, batch_norm=False):
+    keras.utils.set_random_seed(seed)
+    middle = [keras.layers.BatchNormalization(name="bn")] if batch_norm else []
+    return keras.Sequential([
+        keras.Input((10, 10, 2)), keras.layers.Conv2D(6, 3, name="conv1"), *middle, keras.layers.ReLU(),
+        keras.layers.MaxPooling2D(), keras.layers.Conv2D(5, 2, activation="relu", name="conv2"),
+        keras.layers.Flatten(), keras.layers.Dense(12, activation="relu", name="fc"),
+        keras.layers.Dropout(0.5), keras.layers.Dense(3, name="out"),
+    ])
+
+
+def _randomize_batch_norm(model):
+    layer = model.get_layer("bn")
+    rng = np.random.default_rng(3)
+    layer.set_weights([rng.uniform(0.5, 2, w.shape).astype("float32") for w in layer.get_weights()])
+
+
+@pytest.mark.parametrize("batch_norm", [False, True])
+def test_structured_pruning_equals_cutting_the_removed_units_out_of_the_original(batch_norm):
+    """Reference: the original model with the next layer's weights from each removed unit set to zero."""
+    model = _chain_model(batch_norm=batch_norm)
+    if batch_norm:
+        _randomize_batch_norm(model)
+    before = [np.array(w) for w in model.get_weights()]
+    smaller, report = keras_fried.prune(model, 0.5, structured=True, return_report=True)
+    assert [(r["name"], r["units"], r["units_after"]) for r in report] == [
+        ("conv1", 6, 3), ("conv2", 5, 3), ("fc", 12, 6), ("out", 3, 3)]
+    for old, new in zip(before, model.get_weights()):  # the original is untouched
+        np.testing.assert_array_equal(old, new)
+
+    # The units kept, from the definition: the largest L2 norms of incoming weights (NumPy).
+    def kept(name, count):
+        kernel = np.asarray(model.get_layer(name).kernel)
+        return np.sort(np.argsort(-np.sqrt(np.sum(kernel.reshape(-1, kernel.shape[-1]) ** 2, axis=0)))[:count])
+
+    reference = keras.models.clone_model(model)
+    reference.set_weights(model.get_weights())
+    removed = {name: np.setdiff1d(np.arange(units), kept(name, after))
+               for name, units, after in [("conv1", 6, 3), ("conv2", 5, 3), ("fc", 12, 6)]}
+    conv2 = reference.get_layer("conv2").kernel.numpy()
+    conv2[:, :, removed["conv1"], :] = 0
+    reference.get_layer("conv2").kernel.assign(conv2)
+    fc = reference.get_layer("fc").kernel.numpy().reshape(3, 3, 5, 12)  # Flatten of (3, 3, 5)
+    fc[:, :, removed["conv2"], :] = 0
+    reference.get_layer("fc").kernel.assign(fc.reshape(45, 12))
+    out = reference.get_layer("out").kernel.numpy()
+    out[removed["fc"], :] = 0
+    reference.get_layer("out").kernel.assign(out)
+    x = np.random.default_rng(1).standard_normal((16, 10, 10, 2)).astype("float32")
+    np.testing.assert_allclose(smaller(x), reference(x), rtol=1e-5, atol=1e-5)
+    assert keras_fried.count_params(smaller) < keras_fried.count_params(model) / 2
+
+
+def test_structured_pruning_trains_saves_and_loads(tmp_path):
+    smaller = keras_fried.prune(_chain_model(batch_norm=True), 0.5, method="trifactor", structured=True)
+    x = np.random.default_rng(0).standard_normal((32, 10, 10, 2)).astype("float32")
+    smaller.compile("adam", keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    smaller.fit(x, np.arange(32) % 3, epochs=1, verbose=0)
+    path = str(tmp_path / "smaller.keras")
+    smaller.save(path)
+    loaded = keras.saving.load_model(path, safe_mode=True)
+    np.testing.assert_allclose(loaded(x), smaller(x), rtol=1e-6, atol=1e-6)
+    assert loaded.get_layer("conv1").filters == 3
+
+
+def test_trifactor_unit_scores_find_the_units_that_carry_nothing():
+    from keras_fried.pruning import unit_scores
+
+    rng = np.random.default_rng(0)
+    model = keras.Sequential([keras.Input((20,)), keras.layers.Dense(10, name="a"),
+                              keras.layers.Dense(8, name="b"), keras.layers.Dense(4, name="c")])
+    a, b = rng.standard_normal((20, 10)), rng.standard_normal((10, 8))
+    dead = [2, 7]  # units of "a" that receive and pass on only noise
+    a[:, dead] *= 1e-3
+    b[dead, :] *= 1e-3
+    model.get_layer("a").kernel.assign(a)
+    model.get_layer("b").kernel.assign(b)
+    scores = unit_scores([model.get_layer(n) for n in "abc"], "trifactor", rank_fraction=0.5)
+    assert sorted(np.argsort(scores["a"])[:2]) == dead
+
+
+def test_data_weights_each_score_by_the_rms_of_its_input():
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.Input((6,)), keras.layers.Dense(4, name="a")])
+    kernel = np.ones((6, 4), "float32")
+    kernel[0] = 10.0  # the largest weights, on an input that is zero in the data
+    model.get_layer("a").kernel.assign(kernel)
+    data = np.random.default_rng(0).standard_normal((50, 6)).astype("float32")
+    data[:, 0] = 0
+    for method in ("magnitude", "trifactor"):
+        with_data = keras_fried.prune(model, 4 / 24, method=method, data=data)
+        without = keras_fried.prune(model, 4 / 24, method=method)
+        assert np.all(with_data.get_layer("a").kernel.numpy()[0] == 0), method
+        assert np.all(without.get_layer("a").kernel.numpy()[0] == 10), method
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"layers": ["out"]}, "layer 'out'.s units are the model's outputs"),
+        ({"data": np.zeros((4, 10, 10, 3), "float32")}, r"Received: data.shape=\(4, 10, 10, 3\)"),
+        ({"data": np.zeros((0, 10, 10, 2), "float32")}, "it is empty"),
+    ],
+)
+def test_structured_bad_arguments(kwargs, message):
+    model = _chain_model()
+    before = [np.array(w) for w in model.get_weights()]
+    with pytest.raises(ValueError, match=message):
+        keras_fried.prune(model, 0.5, structured=True, **kwargs)
+    for old, new in zip(before, model.get_weights()):
+        np.testing.assert_array_equal(old, new)
+
+
+def test_structured_refuses_what_it_cannot_shrink():
+    inputs = keras.Input((10,))
+    branches = keras.layers.Add()([keras.layers.Dense(8)(inputs), keras.layers.Dense(8)(inputs)])
+    with pytest.raises(ValueError, match="one chain"):
+        keras_fried.prune(keras.Model(inputs, keras.layers.Dense(2)(branches)), 0.5, structured=True)
+    normalized = keras.Sequential([keras.Input((10,)), keras.layers.Dense(8, name="a"),
+                                   keras.layers.LayerNormalization(name="norm"), keras.layers.Dense(2)])
+    with pytest.raises(ValueError, match="layer 'norm' \\(LayerNormalization\\)"):
+        keras_fried.prune(normalized, 0.5, structured=True)
+    with pytest.raises(TypeError, match="Received: structured='yes'"):
+        keras_fried.prune(normalized, 0.5, structured="yes")
