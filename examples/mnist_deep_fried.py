@@ -243,13 +243,14 @@ class ResultsFile:
 
     def add_run(self, run):
         self.data["runs"].append(run)
-        self._write()
+        self.save()
 
     def set_sigma_selection(self, name, selection):
         self.data["sigma_selection"][name] = selection
-        self._write()
+        self.save()
 
-    def _write(self):
+    def save(self):
+        """Writes the file now (runs are written as they are added)."""
         tmp = self.path + ".tmp"
         with open(tmp, "w") as f:
             json.dump(self.data, f, indent=2)

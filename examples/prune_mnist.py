@@ -1,0 +1,215 @@
+"""Prune trained MNIST networks with keras_fried.prune: tri-factorization against magnitude.
+
+Takes the reference network of `mnist_deep_fried.py` (Dense(500) after the
+convolutions) and its deep fried network (AdaptiveFastfood(1024) in the fully
+connected place), trained with the main job's Adam recipe (or loaded from
+--reference-model / --fried-model), and prunes them at 50, 75, 90 and 95%:
+
+- unstructured (`prune(..., structured=False)`): that fraction of the weights of
+  each pruned layer is set to zero and kept there. Reference: conv2, fc and the
+  classifier; deep fried: conv2 and the classifier. conv1 (520 weights, 0.1% of
+  the reference) is left whole in both: pruning 95% of a 5x5 filter bank takes
+  the input layer's features, not its redundancy.
+- structured (`structured=True`): that fraction of the units / filters of conv1,
+  conv2 and fc is removed (the model gets physically smaller); plus the
+  convolutional chain alone at half its channels (`conv-half`). Reference
+  network only: the deep fried network's conv2 feeds AdaptiveFastfood through
+  Flatten, and a Fastfood layer has no input rows to remove.
+
+each by `method="trifactor"` and `method="magnitude"` (scores weighted by the
+inputs' RMS on --data-images training images, `data=`), then fine-tunes each for
+--epochs epochs (Adam from --learning-rate with a cosine decay to zero), with
+--seeds fine-tuning seeds (pruning itself is deterministic). Columns: test error
+after 0, 1, 2 epochs, nonzero parameters, the gzip-compressed int8 TFLite model,
+and its latency (LiteRT, batch 1, 1 thread; median of 3 interleaved rounds of
+200 invokes, as a ratio to the unpruned network's measured in the same rounds).
+
+The paper ("Convolutional network pruning with matrix factorization", a draft)
+gives no numbers to match. Results are written after every run; a rerun into the
+same --out resumes.
+
+Usage:
+    python examples/prune_mnist.py --data-dir ../shared/data/mnist
+    python examples/prune_mnist.py --quick
+"""
+
+import argparse
+import gzip
+import os
+import statistics
+import sys
+import time
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+import keras  # noqa: E402
+import numpy as np  # noqa: E402
+
+import keras_fried  # noqa: E402
+from keras_fried import tflite  # noqa: E402
+from fry_mnist import test_error  # noqa: E402
+from fry_mnist import train_network  # noqa: E402
+from mnist_deep_fried import ResultsFile  # noqa: E402
+from mnist_deep_fried import load_or_exit  # noqa: E402
+from mnist_deep_fried import pipeline  # noqa: E402
+
+SPARSITIES = (0.5, 0.75, 0.9, 0.95)
+METHODS = ("trifactor", "magnitude")
+# network -> (name in mnist_deep_fried, {structure: layers pruned})
+NETWORKS = {
+    "reference": ("reference", {"unstructured": ["conv2", "fc", "classifier"],
+                                "structured": ["conv1", "conv2", "fc"]}),
+    "deep-fried": ("adaptive-fastfood-1024", {"unstructured": ["conv2", "classifier"]}),
+}
+
+
+def configs(networks):
+    """(network, structure, sparsity, layers) of every pruned row."""
+    rows = []
+    for network in networks:
+        for structure, layers in NETWORKS[network][1].items():
+            rows += [(network, structure, sparsity, layers) for sparsity in SPARSITIES]
+        if network == "reference":
+            rows.append((network, "conv-half", 0.5, ["conv1", "conv2"]))
+    return rows
+
+
+def nonzero(model):
+    return int(sum(np.count_nonzero(w) for w in model.get_weights()))
+
+
+def int8_flatbuffer(model, train):
+    return tflite.convert(model, "int8", representative_data=train[0][:200])
+
+
+def fine_tune(model, seed, args, train, test):
+    """Test errors after 0, 1, ... epochs of fine-tuning, and the seconds it took."""
+    keras.utils.set_random_seed(seed)
+    steps = -(-len(train[0]) // args.batch_size)
+    schedule = keras.optimizers.schedules.CosineDecay(args.learning_rate, decay_steps=max(args.epochs, 1) * steps)
+    model.compile(keras.optimizers.Adam(schedule), "sparse_categorical_crossentropy", metrics=["accuracy"])
+    errors = [test_error(model, args, test)]
+    begin = time.time()
+    for _ in range(args.epochs):
+        model.fit(pipeline(*train, args, seed, training=True), steps_per_epoch=steps, epochs=1,
+                  verbose=args.verbose)
+        errors.append(test_error(model, args, test))
+    return errors, time.time() - begin
+
+
+def latencies(paths, rounds=3):
+    """Median seconds per invoke of each .tflite file, rounds interleaved so load hits all alike."""
+    models = {key: open(path, "rb").read() for key, path in paths.items()}
+    times = {key: [] for key in models}
+    for _ in range(rounds):
+        for key, flatbuffer in models.items():
+            times[key].append(tflite.benchmark(flatbuffer, threads=1, runs=200))
+    return {key: statistics.median(values) for key, values in times.items()}
+
+
+def _cell(values):
+    if len(values) == 1:
+        return f"{values[0]:.2f}%"
+    return f"{statistics.fmean(values):.2f} +- {statistics.stdev(values):.2f}%"
+
+
+def markdown(results, epochs, latency):
+    head = ["network", "pruning", "method", "sparsity"] + [f"error after {e} epochs" for e in range(epochs + 1)]
+    head += ["seeds", "nonzero params", "int8 TFLite, gzip", "latency vs unpruned"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for network, base in results.data["networks"].items():
+        lines.append(f"| {network} | none | - | 0% | {base['test_error']:.2f}% |" + " |" * epochs
+                     + f" - | {base['nonzero']:,} | {base['gzip_kib']:.0f} KiB | 1.00x |")
+        for _, structure, sparsity, _ in configs([network]):
+            for method in METHODS:
+                runs = [r for r in results.data["runs"] if (r["network"], r["structure"], r["sparsity"],
+                                                            r["method"]) == (network, structure, sparsity, method)]
+                if not runs:
+                    continue
+                key = f"{network}/{structure}/{sparsity}/{method}"
+                ratio = latency[key] / latency[network] if key in latency and network in latency else None
+                cells = [_cell([r["errors_by_epoch"][e] for r in runs]) for e in range(epochs + 1)]
+                lines.append(f"| {network} | {structure} | {method} | {sparsity:.0%} | " + " | ".join(cells)
+                             + f" | {len(runs)} | {runs[0]['nonzero']:,} | {runs[0]['gzip_kib']:.0f} KiB | "
+                             + (f"{ratio:.2f}x |" if ratio else "- |"))
+    return "\n".join(lines)
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--data-dir", default=None, help="folder of the MNIST IDX files (default: tensorflow-datasets)")
+    parser.add_argument("--networks", nargs="+", choices=list(NETWORKS), default=list(NETWORKS))
+    parser.add_argument("--reference-model", default=None, help="a trained reference .keras (default: train one)")
+    parser.add_argument("--fried-model", default=None, help="a trained deep fried .keras (default: train one)")
+    parser.add_argument("--seeds", type=int, default=3, help="fine-tuning seeds per row")
+    parser.add_argument("--epochs", type=int, default=2, help="fine-tuning epochs")
+    parser.add_argument("--learning-rate", type=float, default=1e-3, help="fine-tuning's initial learning rate")
+    parser.add_argument("--reference-epochs", type=int, default=15, help="epochs when training a network")
+    parser.add_argument("--data-images", type=int, default=2000, help="training images given to prune as data")
+    parser.add_argument("--batch-size", type=int, default=128)
+    parser.add_argument("--out", default="results/prune_mnist")
+    parser.add_argument("--overwrite", action="store_true")
+    parser.add_argument("--quick", action="store_true", help="smoke run: 1,000 training images, 1 epoch each")
+    parser.add_argument("--verbose", type=int, default=0)
+    args = parser.parse_args(argv)
+    if args.quick:
+        args.epochs, args.reference_epochs, args.data_images = 1, 1, 200
+    train, test = load_or_exit(args.data_dir, (1000, 500) if args.quick else (None, None))
+    os.makedirs(os.path.join(args.out, "tflite"), exist_ok=True)
+    settings = {k: getattr(args, k) for k in ("reference_model", "fried_model", "epochs", "learning_rate",
+                                              "reference_epochs", "data_images", "batch_size", "quick",
+                                              "data_dir")}
+    results = ResultsFile(os.path.join(args.out, "results.json"), settings, args.overwrite)
+    results.data.setdefault("networks", {})
+    data = train[0][: args.data_images]
+    tflite_paths = {}
+    for network in args.networks:
+        given = args.reference_model if network == "reference" else args.fried_model
+        path = given or os.path.join(args.out, f"{network}.keras")
+        if os.path.exists(path):
+            model = keras.saving.load_model(path)
+        else:
+            print(f"Training the {network} network ...", flush=True)
+            model = train_network(args, train, NETWORKS[network][0])
+            model.save(path)
+        tflite_paths[network] = os.path.join(args.out, "tflite", f"{network}.tflite")
+        if network not in results.data["networks"]:
+            flatbuffer = int8_flatbuffer(model, train)
+            with open(tflite_paths[network], "wb") as f:
+                f.write(flatbuffer)
+            results.data["networks"][network] = {"test_error": test_error(model, args, test),
+                                                 "nonzero": nonzero(model),
+                                                 "gzip_kib": len(gzip.compress(flatbuffer)) / 1024}
+        print(f"{network}: {results.data['networks'][network]['test_error']:.2f}% test error", flush=True)
+        for _, structure, sparsity, layers in configs([network]):
+            for method in METHODS:
+                key = f"{network}/{structure}/{sparsity}/{method}"
+                tflite_paths[key] = os.path.join(args.out, "tflite", key.replace("/", "_") + ".tflite")
+                for seed in range(args.seeds):
+                    fields = {"network": network, "structure": structure, "sparsity": sparsity, "method": method}
+                    if results.run(**fields, seed=seed):
+                        continue
+                    pruned = keras_fried.prune(model, sparsity, method=method, structured=structure != "unstructured",
+                                               data=data, layers=layers)
+                    errors, seconds = fine_tune(pruned, seed, args, train, test)
+                    flatbuffer = int8_flatbuffer(pruned, train)
+                    if seed == 0:
+                        with open(tflite_paths[key], "wb") as f:
+                            f.write(flatbuffer)
+                    results.add_run({**fields, "seed": seed, "errors_by_epoch": errors, "fine_tune_seconds": seconds,
+                                     "nonzero": nonzero(pruned), "gzip_kib": len(gzip.compress(flatbuffer)) / 1024})
+                    print(f"{key}, seed {seed}: " + " -> ".join(f"{e:.2f}%" for e in errors), flush=True)
+    print("Measuring TFLite latency ...", flush=True)
+    latency = latencies({k: p for k, p in tflite_paths.items() if os.path.exists(p)})
+    results.data["latency_seconds"] = latency  # measured again on every run of the script
+    results.save()
+    table = markdown(results, args.epochs, latency)
+    with open(os.path.join(args.out, "results.md"), "w") as f:
+        f.write(table + "\n")
+    print("\n" + table)
+
+
+if __name__ == "__main__":
+    main()
