@@ -65,12 +65,12 @@ NETWORKS = {
 }
 
 
-def configs(networks):
+def configs(networks, sparsities=SPARSITIES):
     """(network, structure, sparsity, layers) of every pruned row."""
     rows = []
     for network in networks:
         for structure, layers in NETWORKS[network][1].items():
-            rows += [(network, structure, sparsity, layers) for sparsity in SPARSITIES]
+            rows += [(network, structure, sparsity, layers) for sparsity in sparsities]
         if network == "reference":
             rows.append((network, "conv-half", 0.5, ["conv1", "conv2"]))
     return rows
@@ -143,6 +143,7 @@ def main(argv=None):
     parser.add_argument("--networks", nargs="+", choices=list(NETWORKS), default=list(NETWORKS))
     parser.add_argument("--reference-model", default=None, help="a trained reference .keras (default: train one)")
     parser.add_argument("--fried-model", default=None, help="a trained deep fried .keras (default: train one)")
+    parser.add_argument("--sparsities", type=float, nargs="+", default=list(SPARSITIES))
     parser.add_argument("--seeds", type=int, default=3, help="fine-tuning seeds per row")
     parser.add_argument("--epochs", type=int, default=2, help="fine-tuning epochs")
     parser.add_argument("--learning-rate", type=float, default=1e-3, help="fine-tuning's initial learning rate")
@@ -183,16 +184,20 @@ def main(argv=None):
                                                  "nonzero": nonzero(model),
                                                  "gzip_kib": len(gzip.compress(flatbuffer)) / 1024}
         print(f"{network}: {results.data['networks'][network]['test_error']:.2f}% test error", flush=True)
-        for _, structure, sparsity, layers in configs([network]):
+        for _, structure, sparsity, layers in configs([network], args.sparsities):
             for method in METHODS:
                 key = f"{network}/{structure}/{sparsity}/{method}"
                 tflite_paths[key] = os.path.join(args.out, "tflite", key.replace("/", "_") + ".tflite")
-                for seed in range(args.seeds):
-                    fields = {"network": network, "structure": structure, "sparsity": sparsity, "method": method}
-                    if results.run(**fields, seed=seed):
-                        continue
-                    pruned = keras_fried.prune(model, sparsity, method=method, structured=structure != "unstructured",
-                                               data=data, layers=layers)
+                fields = {"network": network, "structure": structure, "sparsity": sparsity, "method": method}
+                seeds = [seed for seed in range(args.seeds) if not results.run(**fields, seed=seed)]
+                if not seeds:
+                    continue
+                # Pruning is deterministic: once per row, a fresh copy per fine-tuning seed.
+                once = keras_fried.prune(model, sparsity, method=method, structured=structure != "unstructured",
+                                         data=data, layers=layers)
+                for seed in seeds:
+                    pruned = keras.models.clone_model(once)
+                    pruned.set_weights(once.get_weights())
                     errors, seconds = fine_tune(pruned, seed, args, train, test)
                     flatbuffer = int8_flatbuffer(pruned, train)
                     if seed == 0:

@@ -1,0 +1,38 @@
+"""examples/prune_mnist.py --quick on a small slice: the table, exact zeros, and a resumed rerun."""
+
+import json
+import os
+import subprocess
+import sys
+
+from tests.datasets.test_mnist import _fake_mnist_folder
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+def test_quick_run_writes_the_table_and_resumes(tmp_path):
+    command = [sys.executable, "examples/prune_mnist.py", "--quick", "--seeds", "1", "--networks", "reference",
+               "--sparsities", "0.9", "--data-dir", _fake_mnist_folder(tmp_path, train=256, test=64),
+               "--out", str(tmp_path / "out")]
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
+    result = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    saved = json.loads((tmp_path / "out" / "results.json").read_text())
+    rows = {(r["structure"], r["sparsity"], r["method"]) for r in saved["runs"]}
+    assert rows == {(structure, sparsity, method) for structure, sparsity in
+                    [("unstructured", 0.9), ("structured", 0.9), ("conv-half", 0.5)]
+                    for method in ("trifactor", "magnitude")}
+    reference = saved["networks"]["reference"]
+    for run in saved["runs"]:
+        assert len(run["errors_by_epoch"]) == 2 and run["nonzero"] < reference["nonzero"]
+    # 90% of conv2, fc and the classifier are zero; conv1 and the biases are whole.
+    unstructured = next(r for r in saved["runs"] if r["structure"] == "unstructured")
+    pruned_weights = 25_000 + 400_000 + 5_000
+    assert unstructured["nonzero"] <= reference["nonzero"] - round(0.9 * pruned_weights)
+    assert set(saved["latency_seconds"]) == {"reference"} | {
+        f"reference/{s}/{p}/{m}" for s, p in [("unstructured", 0.9), ("structured", 0.9), ("conv-half", 0.5)]
+        for m in ("trifactor", "magnitude")}
+    table = (tmp_path / "out" / "results.md").read_text()
+    assert "| reference | none | - | 0% |" in table and "| reference | conv-half | trifactor | 50% |" in table
+    again = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    assert again.returncode == 0 and "seed 0:" not in again.stdout  # nothing fine-tuned again
