@@ -99,6 +99,10 @@ def fine_tune(model, seed, args, train, test):
     return errors, time.time() - begin
 
 
+def _tflite_path(out, key):
+    return os.path.join(out, "tflite", key.replace("/", "_") + ".tflite")
+
+
 def latencies(paths, rounds=3):
     """Median seconds per invoke of each .tflite file, rounds interleaved so load hits all alike."""
     models = {key: open(path, "rb").read() for key, path in paths.items()}
@@ -175,7 +179,7 @@ def main(argv=None):
             print(f"Training the {network} network ...", flush=True)
             model = train_network(args, train, NETWORKS[network][0])
             model.save(path)
-        tflite_paths[network] = os.path.join(args.out, "tflite", f"{network}.tflite")
+        tflite_paths[network] = _tflite_path(args.out, network)
         if network not in results.data["networks"]:
             flatbuffer = int8_flatbuffer(model, train)
             with open(tflite_paths[network], "wb") as f:
@@ -187,7 +191,7 @@ def main(argv=None):
         for _, structure, sparsity, layers in configs([network], args.sparsities):
             for method in METHODS:
                 key = f"{network}/{structure}/{sparsity}/{method}"
-                tflite_paths[key] = os.path.join(args.out, "tflite", key.replace("/", "_") + ".tflite")
+                tflite_paths[key] = _tflite_path(args.out, key)
                 fields = {"network": network, "structure": structure, "sparsity": sparsity, "method": method}
                 seeds = [seed for seed in range(args.seeds) if not results.run(**fields, seed=seed)]
                 if not seeds:
@@ -207,6 +211,12 @@ def main(argv=None):
                                      "nonzero": nonzero(pruned), "gzip_kib": len(gzip.compress(flatbuffer)) / 1024})
                     print(f"{key}, seed {seed}: " + " -> ".join(f"{e:.2f}%" for e in errors), flush=True)
     print("Measuring TFLite latency ...", flush=True)
+    for network in results.data["networks"]:  # every row made so far, also by earlier runs
+        tflite_paths[network] = _tflite_path(args.out, network)
+        for _, structure, sparsity, _ in configs([network]):
+            for method in METHODS:
+                key = f"{network}/{structure}/{sparsity}/{method}"
+                tflite_paths[key] = _tflite_path(args.out, key)
     latency = latencies({k: p for k, p in tflite_paths.items() if os.path.exists(p)})
     results.data["latency_seconds"] = latency  # measured again on every run of the script
     results.save()
