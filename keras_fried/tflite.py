@@ -19,6 +19,7 @@ import time
 
 import numpy as np
 import tensorflow as tf
+from absl import logging as absl_logging
 
 from keras_fried.model_layers import leaf_layers
 from keras_fried.ops import builtin_ops_only
@@ -42,6 +43,17 @@ def _unsupported_op(message):
         return match.group(1)
     match = re.search(r'fused\["(\w+):', message)
     return match.group(1) if match else None
+
+
+@contextlib.contextmanager
+def _absl_errors_only():
+    """TensorFlow's absl warnings hidden for the duration; errors still shown."""
+    verbosity = absl_logging.get_verbosity()
+    absl_logging.set_verbosity(absl_logging.ERROR)
+    try:
+        yield
+    finally:
+        absl_logging.set_verbosity(verbosity)
 
 
 def convert(model, quantize=None, representative_data=None):
@@ -80,8 +92,9 @@ def convert(model, quantize=None, representative_data=None):
             "`quantize='int8'` needs `representative_data` (a few hundred example "
             "inputs) to calibrate the activations. Received: representative_data=None"
         )
-    # The converter prints its temporary SavedModel's signature: keep it quiet.
-    with builtin_ops_only(), contextlib.redirect_stdout(io.StringIO()):
+    # The converter prints its temporary SavedModel's signature, and reloading it warns
+    # that the FWHT's custom gradient was not saved (inference needs no gradient).
+    with builtin_ops_only(), contextlib.redirect_stdout(io.StringIO()), _absl_errors_only():
         converter = tf.lite.TFLiteConverter.from_keras_model(model)
         converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
         if quantize is not None:

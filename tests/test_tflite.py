@@ -1,5 +1,9 @@
 """keras_fried.tflite: every layer converts with builtin ops and matches Keras."""
 
+import os
+import subprocess
+import sys
+
 import keras
 import numpy as np
 import pytest
@@ -87,3 +91,21 @@ def test_command_line(tmp_path):
     tflite.main([str(tmp_path / "m.keras"), str(tmp_path / "m.tflite"), "--quantize", "int8",
                  "--representative-data", str(tmp_path / "calib.npy")])
     assert (tmp_path / "m.tflite").stat().st_size > 1000
+
+
+def test_convert_is_quiet():
+    """No warning of ours on stderr (in a fresh process: pytest's logging capture would hide absl's)."""
+    script = (
+        "import keras\n"
+        "from keras_fried import layers, tflite\n"
+        "model = keras.Sequential([keras.Input((12,)), layers.AdaptiveFastfood(16, seed=0), keras.layers.Dense(2)])\n"
+        "import sys\n"
+        "print('converting', file=sys.stderr, flush=True)\n"
+        "tflite.convert(model)\n"
+    )
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300,
+                            env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout == ""
+    after = result.stderr.split("converting", 1)[1]
+    assert "WARNING" not in after, after
