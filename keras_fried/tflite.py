@@ -56,13 +56,45 @@ def _absl_errors_only():
         absl_logging.set_verbosity(verbosity)
 
 
-def convert(model, quantize=None, representative_data=None):
+def _check_batch_size(batch_size):
+    if batch_size is not None and (isinstance(batch_size, bool) or not isinstance(batch_size, int)
+                                   or batch_size < 1):
+        raise ValueError(
+            "Received an invalid value for argument `batch_size`, expected a positive "
+            f"integer or None. Received: batch_size={batch_size!r}"
+        )
+
+
+def _with_static_batch(model, batch_size):
+    """`model` called on inputs of a fixed batch size (a new functional model)."""
+    import keras
+
+    if batch_size is None:
+        return model
+    if not getattr(model, "inputs", None):
+        raise ValueError(
+            "A static `batch_size` needs a model with known inputs (Sequential or "
+            f"functional); {type(model).__name__} {model.name!r} has none. Pass "
+            f"batch_size=None to convert it with a dynamic batch. Received: batch_size={batch_size}"
+        )
+    inputs = [keras.Input(batch_shape=(batch_size,) + tuple(t.shape[1:]), dtype=t.dtype) for t in model.inputs]
+    outputs = model(inputs[0] if len(inputs) == 1 else inputs)
+    return keras.Model(inputs, outputs, name=model.name)
+
+
+def convert(model, quantize=None, representative_data=None, batch_size=1):
     """Converts `model` to a TFLite flatbuffer that uses builtin ops only.
 
     The model is traced with `keras_fried.ops.builtin_ops_only()`, so circulant
-    products use their matrix-product DFT form; the FWHT, sketch, low-rank and
-    hashed layers already are matrix products, gathers and elementwise ops.
-    No Select-TF (Flex) op is allowed: a model that would need one raises.
+    products use their matrix-product DFT form and Fastfood its lean form
+    (fewer transposes, no padding op); the sketch, low-rank and hashed layers
+    already are matrix products, gathers and elementwise ops. No Select-TF
+    (Flex) op is allowed: a model that would need one raises.
+
+    The flatbuffer is made for a static batch of `batch_size` examples (1 by
+    default, as on a phone): with every shape known the converter folds the
+    shape arithmetic away, so none runs on the device. `batch_size=None` keeps
+    the batch dynamic (resize the interpreter's input before use).
 
     Args:
         model: A built Keras model.
@@ -73,14 +105,17 @@ def convert(model, quantize=None, representative_data=None):
             stay in float: `verify` lists them.
         representative_data: Array of example inputs (a few hundred) used to
             calibrate `"int8"`.
+        batch_size: The batch the flatbuffer takes (a positive int), or None
+            for a dynamic batch.
 
     Returns:
         The `.tflite` flatbuffer as bytes.
 
     Raises:
-        ValueError: For an unknown `quantize`, missing representative data, or
-            a model that needs a non-builtin op (the error names the layer and
-            the op).
+        ValueError: For an unknown `quantize`, missing representative data, a
+            bad `batch_size` (or a static one for a model without known
+            inputs), or a model that needs a non-builtin op (the error names
+            the layer and the op).
     """
     if quantize not in QUANTIZE_MODES:
         raise ValueError(
@@ -92,10 +127,11 @@ def convert(model, quantize=None, representative_data=None):
             "`quantize='int8'` needs `representative_data` (a few hundred example "
             "inputs) to calibrate the activations. Received: representative_data=None"
         )
+    _check_batch_size(batch_size)
     # The converter prints its temporary SavedModel's signature, and reloading it warns
     # that the FWHT's custom gradient was not saved (inference needs no gradient).
     with builtin_ops_only(), contextlib.redirect_stdout(io.StringIO()), _absl_errors_only():
-        converter = tf.lite.TFLiteConverter.from_keras_model(model)
+        converter = tf.lite.TFLiteConverter.from_keras_model(_with_static_batch(model, batch_size))
         converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
         if quantize is not None:
             converter.optimizations = [tf.lite.Optimize.DEFAULT]
@@ -104,9 +140,11 @@ def convert(model, quantize=None, representative_data=None):
         if quantize == "int8":
             samples = np.asarray(representative_data, dtype=np.float32)
 
+            calibration_batch = batch_size or 1
+
             def representative_dataset():
-                for sample in samples:
-                    yield [sample[None]]
+                for start in range(0, len(samples) - calibration_batch + 1, calibration_batch):
+                    yield [samples[start:start + calibration_batch]]
 
             converter.representative_dataset = representative_dataset
             converter.target_spec.supported_ops = [
@@ -141,19 +179,38 @@ def _interpreter(tflite_model, threads=1, delegates=True):
     )
 
 
+def _static_batch(interpreter):
+    """The batch size a flatbuffer was converted for, or None if dynamic."""
+    batch = int(interpreter.get_input_details()[0]["shape_signature"][0])
+    return None if batch == -1 else batch
+
+
 def run(tflite_model, inputs, threads=1):
-    """Runs the LiteRT interpreter on a batch of `inputs`, one example at a time."""
+    """Runs the LiteRT interpreter on `inputs`: one example at a time, or in
+    batches of the flatbuffer's static batch size.
+
+    Raises:
+        ValueError: If the number of inputs is not a multiple of a static
+            batch size (nothing is padded).
+    """
+    inputs = np.asarray(inputs, np.float32)
     interpreter = _interpreter(tflite_model, threads)
     input_index = interpreter.get_input_details()[0]["index"]
     output_index = interpreter.get_output_details()[0]["index"]
-    interpreter.resize_tensor_input(input_index, (1,) + tuple(np.shape(inputs)[1:]))
+    batch = _static_batch(interpreter) or 1
+    if len(inputs) % batch:
+        raise ValueError(
+            f"The model takes batches of {batch} examples; `inputs` must hold a multiple of "
+            f"{batch}. Received: inputs.shape={inputs.shape}"
+        )
+    interpreter.resize_tensor_input(input_index, (batch,) + inputs.shape[1:])
     interpreter.allocate_tensors()
     outputs = []
-    for example in np.asarray(inputs, np.float32):
-        interpreter.set_tensor(input_index, example[None])
+    for start in range(0, len(inputs), batch):
+        interpreter.set_tensor(input_index, inputs[start:start + batch])
         interpreter.invoke()
-        outputs.append(interpreter.get_tensor(output_index)[0].copy())
-    return np.stack(outputs)
+        outputs.append(interpreter.get_tensor(output_index).copy())
+    return np.concatenate(outputs)
 
 
 def custom_ops(tflite_model):
@@ -205,11 +262,23 @@ def verify(model, tflite_model, inputs):
     }
 
 
-def benchmark(tflite_model, threads=1, runs=200, warmup=20):
-    """Median interpreter latency in seconds for one example (batch 1)."""
-    interpreter = _interpreter(tflite_model, threads)
+def benchmark(tflite_model, threads=1, runs=200, warmup=20, delegates=True):
+    """Median interpreter latency in seconds of one invoke.
+
+    One invoke is one example for a dynamic-batch model (or one of batch 1),
+    else one batch of the model's static size. `delegates=False` runs the
+    builtin kernels without the default XNNPACK delegate.
+
+    On an x86 CPU with AMX (Intel Sapphire Rapids and later), XNNPACK uses AMX
+    for int8 products only in a process that has been granted AMX, which
+    TensorFlow's oneDNN requests, for example while `convert` calibrates an
+    int8 model: int8 Dense then runs about 4x faster than in a process with
+    LiteRT alone. Phones have no AMX; `benchmarks/tflite_heads.py` times each
+    model in a fresh process that never imports TensorFlow.
+    """
+    interpreter = _interpreter(tflite_model, threads, delegates)
     detail = interpreter.get_input_details()[0]
-    shape = [1] + [int(s) for s in detail["shape_signature"][1:]]
+    shape = [_static_batch(interpreter) or 1] + [int(s) for s in detail["shape_signature"][1:]]
     interpreter.resize_tensor_input(detail["index"], shape)
     interpreter.allocate_tensors()
     example = np.random.default_rng(0).standard_normal(shape).astype(detail["dtype"])

@@ -109,3 +109,47 @@ def test_convert_is_quiet():
     assert result.stdout == ""
     after = result.stderr.split("converting", 1)[1]
     assert "WARNING" not in after, after
+
+
+def _op_names(flatbuffer):
+    return [op["op_name"] for op in tflite._interpreter(flatbuffer, delegates=False)._get_ops_details()]
+
+
+def test_static_batch_leaves_no_shape_arithmetic():
+    model = keras.Sequential([keras.Input((800,)), layers.AdaptiveFastfood(1024, activation="relu", seed=0),
+                              keras.layers.Dense(10)])
+    data = np.random.default_rng(2).standard_normal((32, 800)).astype("float32")
+    for quantize in (None, "int8"):
+        flatbuffer = tflite.convert(model, quantize, representative_data=data)
+        ops = _op_names(flatbuffer)
+        assert not {"SHAPE", "STRIDED_SLICE", "CONCATENATION", "PAD"} & set(ops), ops
+        # The lean Fastfood: one TRANSPOSE per Hadamard transform of two factors (32 x 32).
+        assert ops.count("TRANSPOSE") == 2, ops
+        assert ops.count("GATHER") == 1, ops
+        assert tflite.verify(model, flatbuffer, data[:4])["float_ops"] == []
+    dynamic = tflite.convert(model, batch_size=None)
+    assert "SHAPE" in _op_names(dynamic)
+
+
+def test_static_batch_size_other_than_one():
+    model, shape = _model("AdaptiveFastfood")
+    inputs = np.random.default_rng(3).standard_normal((8,) + shape).astype("float32")
+    flatbuffer = tflite.convert(model, batch_size=4)
+    np.testing.assert_allclose(tflite.run(flatbuffer, inputs), model(inputs), atol=1e-4)
+    with pytest.raises(ValueError, match=r"batches of 4 examples.*inputs.shape=\(7, 100\)"):
+        tflite.run(flatbuffer, inputs[:7])
+    assert tflite.benchmark(flatbuffer, runs=5, warmup=1) > 0
+
+
+@pytest.mark.parametrize("batch_size", [0, -1, 2.0, True, "1"])
+def test_bad_batch_size(batch_size):
+    model, _ = _model("LowRankDense")
+    with pytest.raises(ValueError, match=rf"Received: batch_size={batch_size!r}"):
+        tflite.convert(model, batch_size=batch_size)
+
+
+def test_int8_circulant_has_no_float_island():
+    model = keras.Sequential([keras.Input((100,)), layers.Circulant(128, seed=0)])
+    data = np.random.default_rng(4).standard_normal((32, 100)).astype("float32")
+    report = tflite.verify(model, tflite.convert(model, "int8", representative_data=data), data[:4])
+    assert report["float_ops"] == [] and "NEG" not in report["ops"]

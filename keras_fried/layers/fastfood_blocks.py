@@ -68,7 +68,7 @@ def add_inner_dropout(layer, rate):
 
 
 def fastfood_project(layer, inputs, training=False):
-    """`V x` for `layer`'s blocks: pad, run in float32 or wider, truncate to units.
+    """`V x` for `layer`'s blocks (the op zero-pads the input), in float32 or wider, truncated to units.
 
     With `layer.inner_dropout > 0` and `training`, dropout is applied where
     Deep Fried Convnets applied it inside the module: on the input (before B),
@@ -85,9 +85,6 @@ def fastfood_project(layer, inputs, training=False):
             return keras.random.dropout(z, layer.inner_dropout, seed=layer.dropout_seed)
 
         x = drop(x)
-    if layer.padded_dim != layer.input_dim:
-        pad = [[0, 0]] * (len(x.shape) - 1) + [[0, layer.padded_dim - layer.input_dim]]
-        x = ops.pad(x, pad)
     y = fried_ops.fastfood_transform(
         x,
         ops.cast(layer.sign, work_dtype),

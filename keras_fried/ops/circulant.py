@@ -128,7 +128,8 @@ def dft_four_step(x_real, d):
     )
     x = tf.reshape(x_real, [-1, a, b])
     # Step 1: DFT of size a over n1 (e^{-i t} = cos t - i sin t).
-    re, im = _left(ca, x), -_left(sa, x)
+    # The minus sign goes on the constant: int8 TFLite has no NEG kernel.
+    re, im = _left(ca, x), _left(-sa, x)
     # Step 2: twiddles e^{-2 pi i k1 n2 / d}.
     re, im = re * ct + im * st, im * ct - re * st
     # Step 3: DFT of size b over n2, a product on the last axis.

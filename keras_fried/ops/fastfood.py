@@ -1,8 +1,12 @@
 """The Fastfood product S H G P H B x of Le, Sarlos and Smola (2013)."""
 
+import numpy as np
 import tensorflow as tf
 
+from keras_fried.ops.builtin_mode import builtin_ops_only_active
 from keras_fried.ops.fwht import fwht
+from keras_fried.ops.fwht import hadamard_factors
+from keras_fried.ops.fwht import hadamard_factor
 
 
 def fastfood_transform(
@@ -18,8 +22,14 @@ def fastfood_transform(
     where `(P_k z)_j = z_{permutation[k, j]}`. The blocks' outputs are
     concatenated and the first `units` are kept.
 
+    Inside `keras_fried.ops.builtin_ops_only()` (TFLite conversion) the same
+    product is computed in a lean form for the interpreter: no padding op, one
+    transpose per Hadamard transform instead of one per factor, and the
+    layouts the transposes leave folded into the permutation's indices.
+
     Args:
-        x: Tensor of shape `(..., d)`, `d` a power of two (pad the input first).
+        x: Tensor of shape `(..., n)` with `n <= d`, `d` a power of two; an
+            input shorter than `d` is zero-padded to it.
         sign: `(m, d)` diagonal B of every block.
         gaussian: `(m, d)` diagonal G of every block.
         permutation: `(m, d)` integer tensor; row `k` is a permutation of
@@ -35,11 +45,15 @@ def fastfood_transform(
     """
     x = tf.convert_to_tensor(x)
     num_blocks, d = sign.shape
-    if x.shape[-1] != d:
+    if x.shape[-1] is None or x.shape[-1] > d:
         raise ValueError(
-            f"The last axis of `x` must match the diagonals' size {d}. "
-            f"Received: x.shape={x.shape}"
+            f"The last axis of `x` must be known and at most the diagonals' size {d} "
+            f"(a shorter input is zero-padded). Received: x.shape={x.shape}"
         )
+    if builtin_ops_only_active() and between_hadamards is None:
+        return _fastfood_lean(x, sign, gaussian, permutation, scaling, scale, units)
+    if x.shape[-1] < d:
+        x = tf.pad(x, [[0, 0]] * (x.shape.rank - 1) + [[0, d - x.shape[-1]]])
     batch_shape = tf.shape(x)[:-1]
     y = tf.expand_dims(x, -2) * sign  # (..., m, d)
     y = fwht(y)
@@ -53,6 +67,90 @@ def fastfood_transform(
     y = fwht(y)
     # fwht is normalised (each H carries 1/sqrt(d)); put the d back in the scale.
     y = y * (scaling * (scale * d))
+    y = tf.reshape(y, tf.concat([batch_shape, [num_blocks * d]], 0))
+    if units is not None and units < num_blocks * d:
+        y = y[..., :units]
+    return y
+
+
+def _rotate(y, d, f):
+    """Moves the last Kronecker axis (length `f`) in front of the others: one TRANSPOSE."""
+    return tf.reshape(tf.transpose(tf.reshape(y, [-1, d // f, f]), [0, 2, 1]), [-1, d])
+
+
+def _natural_index(factors, layout):
+    """The natural index of the value at each stored position of a layout.
+
+    `layout` lists the Kronecker axes of `H_f1 (x) H_f2 (x) ...` (0 = f1, the
+    slowest in natural order) in the order in which they are stored.
+    """
+    d = int(np.prod(factors))
+    return np.arange(d).reshape(factors).transpose(layout).reshape(d)
+
+
+def _hadamard_product(y, factors, layout, d):
+    """Multiplies every Kronecker axis by its factor, the last stored one first.
+
+    The stored last axis is multiplied (FULLY_CONNECTED), then rotated to the
+    front (TRANSPOSE) while axes remain; the final rotation is left out. Returns
+    the result and the layout it is stored in.
+    """
+    layout = list(layout)
+    for step in range(len(factors)):
+        f = factors[layout[-1]]
+        y = tf.reshape(tf.matmul(tf.reshape(y, [-1, f]), hadamard_factor(f, True, y.dtype)), [-1, d])
+        if step < len(factors) - 1:
+            y = _rotate(y, d, f)
+            layout = [layout[-1]] + layout[:-1]
+    return y, layout
+
+
+def _fastfood_lean(x, sign, gaussian, permutation, scaling, scale, units):
+    """`fastfood_transform` for the TFLite interpreter: fewer, larger builtin ops.
+
+    A Hadamard transform of `k` factors needs `k - 1` transposes, not `k`, when
+    its result may stay in the layout the last product leaves: the first
+    transform's layout is folded into the gather's indices, and the gather
+    writes its output in the layout that makes the second transform end in
+    natural order. With two factors (64 <= d <= 1024), a zero-padded input only
+    fills the first `ceil(n / f2)` rows of its `[f1, f2]` view: the first
+    product runs on those rows alone and the second uses the matching rows of
+    `H_f1`, so no PAD op is needed when `f2` divides `n`.
+    """
+    num_blocks, d = sign.shape
+    n = x.shape[-1]
+    factors = hadamard_factors(d)
+    k, last = len(factors), factors[-1]
+    batch_shape = tf.shape(x)[:-1]
+    rows = -(-n // last) if k == 2 else d // last
+    if rows * last != n:
+        x = tf.pad(x, [[0, 0]] * (x.shape.rank - 1) + [[0, rows * last - n]])
+    y = tf.expand_dims(x, -2) * sign[:, : rows * last]  # (..., m, rows * last)
+
+    # H B x.
+    if k == 2:
+        y = tf.matmul(tf.reshape(y, [-1, last]), hadamard_factor(last, True, y.dtype))
+        y = tf.transpose(tf.reshape(y, [-1, rows, last]), [0, 2, 1])
+        y = tf.matmul(tf.reshape(y, [-1, rows]), hadamard_factor(factors[0], True, y.dtype)[:rows])
+        y, first_layout = tf.reshape(y, [-1, d]), [1, 0]
+    else:
+        y, first_layout = _hadamard_product(tf.reshape(y, [-1, d]), factors, range(k), d)
+
+    # G P. Position q of the gather's output holds natural index natural[q] of
+    # P H B x, that is (H B x)[P[natural[q]]], which the first product left at
+    # position where_stored[P[natural[q]]].
+    second_layout = [k - 1] + list(range(k - 1))
+    natural = _natural_index(factors, second_layout)
+    where_stored = np.argsort(_natural_index(factors, first_layout))
+    indices = tf.gather(tf.constant(where_stored, permutation.dtype), tf.gather(permutation, natural, axis=1))
+    indices += tf.range(num_blocks, dtype=permutation.dtype)[:, None] * d
+    y = tf.gather(tf.reshape(y, [-1, num_blocks * d]), tf.reshape(indices, [-1]), axis=-1)
+    y = y * tf.reshape(tf.gather(gaussian, natural, axis=1), [-1])
+
+    # H, ending in natural order; then S and the scale (the factors are
+    # normalised: put d back).
+    y, _ = _hadamard_product(tf.reshape(y, [-1, d]), factors, second_layout, d)
+    y = tf.reshape(y, [-1, num_blocks * d]) * tf.reshape(scaling * (scale * d), [-1])
     y = tf.reshape(y, tf.concat([batch_shape, [num_blocks * d]], 0))
     if units is not None and units < num_blocks * d:
         y = y[..., :units]

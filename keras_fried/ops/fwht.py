@@ -67,7 +67,7 @@ def _check_last_axis(d, argument="x"):
         )
 
 
-def _factor(f, normalize, dtype):
+def hadamard_factor(f, normalize, dtype):
     h = _sylvester(f)
     if normalize:
         h = h / math.sqrt(f)  # the factors' scales multiply to 1/sqrt(d)
@@ -83,7 +83,7 @@ def _fwht_kernel_transposes(x, normalize):
     d = x.shape[-1]
     shape = tf.shape(x)
     for f in reversed(hadamard_factors(d)):
-        x = tf.matmul(tf.reshape(x, [-1, f]), _factor(f, normalize, x.dtype))
+        x = tf.matmul(tf.reshape(x, [-1, f]), hadamard_factor(f, normalize, x.dtype))
         x = tf.transpose(tf.reshape(x, [-1, d // f, f]), [0, 2, 1])
     return tf.reshape(x, shape)
 
@@ -101,7 +101,7 @@ def _fwht_kernel(x, normalize):
     # a [n, f, rest] view, so no transpose is ever materialised.
     rest = 1
     for f in reversed(factors):
-        h = _factor(f, normalize, x.dtype)
+        h = hadamard_factor(f, normalize, x.dtype)
         if rest == 1:
             x = tf.matmul(tf.reshape(x, [-1, f]), h)
         else:

@@ -44,9 +44,9 @@ def test_unknown_batch_under_xla():
     assert max_relative_error(fn(x).numpy(), expected) < 1e-5
 
 
-def test_input_size_must_match_diagonals():
+def test_input_longer_than_diagonals_is_refused():
     blocks = [tf.constant(b) for b in _random_blocks(1, 8, np.random.default_rng(0))]
-    with pytest.raises(ValueError, match=r"diagonals' size 8.*x.shape=\(2, 16\)"):
+    with pytest.raises(ValueError, match=r"at most the diagonals. size 8.*x.shape=\(2, 16\)"):
         fastfood_transform(tf.zeros((2, 16), tf.float64), *blocks)
 
 
@@ -68,4 +68,31 @@ def test_between_hadamards_acts_on_h_b_x():
         p[np.arange(d), permutation[k]] = 1.0
         blocks.append(0.5 * np.diag(scaling[k]) @ h @ np.diag(gaussian[k]) @ p @ np.diag(mask[k]) @ h @ np.diag(sign[k]))
     expected = x @ np.concatenate(blocks).T
+    assert max_relative_error(y.numpy(), expected) < 1e-12
+
+
+@pytest.mark.parametrize("m, n, d, units", [(1, 800, 1024, 1000), (2, 1024, 1024, 2048), (3, 10, 16, 40),
+                                            (1, 4096, 4096, None), (2, 3000, 4096, 5000), (1, 63, 64, 30)])
+def test_lean_form_for_tflite_matches_explicit_matrix(m, n, d, units):
+    # The builtin-ops form (one, two and three Hadamard factors; inputs shorter
+    # than d, zero-padded, including one that does not fill a row of the view).
+    from keras_fried.ops import builtin_ops_only
+
+    rng = np.random.default_rng(n)
+    blocks = [b.astype(np.float32) if b.dtype != np.int32 else b for b in _random_blocks(m, d, rng)]
+    x = rng.standard_normal((2, n)).astype(np.float32)
+    with builtin_ops_only():
+        y = fastfood_transform(tf.constant(x), *map(tf.constant, blocks), scale=0.3, units=units)
+    padded = np.pad(x.astype(np.float64), [(0, 0), (0, d - n)])
+    expected = (padded @ fastfood_matrix(*[b if b.dtype == np.int32 else b.astype(np.float64) for b in blocks], scale=0.3).T)[..., :units]
+    assert y.shape == expected.shape
+    assert max_relative_error(y.numpy(), expected) < 1e-5
+
+
+def test_short_input_is_zero_padded():
+    rng = np.random.default_rng(9)
+    blocks = _random_blocks(1, 32, rng)
+    x = rng.standard_normal((2, 20))
+    y = fastfood_transform(tf.constant(x), *map(tf.constant, blocks))
+    expected = np.pad(x, [(0, 0), (0, 12)]) @ fastfood_matrix(*blocks, scale=1.0).T
     assert max_relative_error(y.numpy(), expected) < 1e-12
