@@ -269,12 +269,9 @@ def benchmark(tflite_model, threads=1, runs=200, warmup=20, delegates=True):
     else one batch of the model's static size. `delegates=False` runs the
     builtin kernels without the default XNNPACK delegate.
 
-    On an x86 CPU with AMX (Intel Sapphire Rapids and later), XNNPACK uses AMX
-    for int8 products only in a process that has been granted AMX, which
-    TensorFlow's oneDNN requests, for example while `convert` calibrates an
-    int8 model: int8 Dense then runs about 4x faster than in a process with
-    LiteRT alone. Phones have no AMX; `benchmarks/tflite_heads.py` times each
-    model in a fresh process that never imports TensorFlow.
+    It times in this process; `benchmarks/tflite_heads.py` times models in a
+    fresh process that loads LiteRT alone, as an app does, and compares each
+    with Dense in the same run.
     """
     interpreter = _interpreter(tflite_model, threads, delegates)
     detail = interpreter.get_input_details()[0]

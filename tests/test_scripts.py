@@ -29,3 +29,10 @@ def test_fwht_benchmark_quick_pass(flags):
     # Two Markdown tables with one data row each, and no timing asserted.
     assert out.count("| 1024 |") == 2
     assert "fwht / copy" in out and "speedup" in out
+
+
+def test_tflite_heads_benchmark_quick_pass():
+    out = _run("benchmarks/tflite_heads.py", "--quick")
+    # Dense, AdaptiveFastfood and Circulant in float32 and int8, each against Dense; no timing asserted.
+    assert out.count("| 800 -> 500 / 1024 |") == 6
+    assert out.count("| 1.00x |") >= 2 and "### 1 thread, XNNPACK on" in out

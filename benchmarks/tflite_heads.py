@@ -1,0 +1,191 @@
+"""TFLite latency of every dense-like layer against Dense, float32 and int8.
+
+Each model is `Input(d_in) -> layer + ReLU -> Dense(10)`, converted with
+`keras_fried.tflite.convert` (builtin ops, static batch 1), at three sizes:
+800 -> Dense(500) against the fried layers at 1024 features (the paper's MNIST
+head), 1024 -> 1024 and 4096 -> 4096; plus the whole MNIST network of the main
+example (convolutions included; untrained weights, which do not change the
+time). Compression settings as in `benchmarks/layers.py`: LowRankDense rank
+min/8, SketchDense rank min/16 with 2 sketches, HashedDense with 1/8 of the
+kernel's weights as buckets; Fastfood with linear output and a ReLU after it.
+
+Timing: the LiteRT interpreter, batch 1, each setting (1 and 2 threads, the
+default XNNPACK delegate on and off), in a fresh process that imports LiteRT
+and NumPy only, as an app would. Within it the models are timed in rotation:
+--repeats rounds, each taking the median of --runs invokes of every model; the
+table gives the median round, the range over rounds, and the ratio to Dense of
+the same size, precision and setting (a ratio of medians). Only ratios from one
+run mean much: on our shared 2-core machine int8 Dense(500) took 5.5 us in some
+processes and 17-22 us in others, with nothing else changed that we could find.
+
+Usage:
+    python benchmarks/tflite_heads.py [--out DIR] [--repeats 5] [--quick]
+"""
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
+sys.path.insert(0, os.path.join(ROOT, "examples"))
+
+import keras  # noqa: E402
+import numpy as np  # noqa: E402
+
+from benchmarks.timing import markdown_table  # noqa: E402
+from keras_fried import layers  # noqa: E402
+from keras_fried import tflite  # noqa: E402
+
+SIZES = {"800 -> 500 / 1024": (800, 500, 1024), "1024 -> 1024": (1024, 1024, 1024),
+         "4096 -> 4096": (4096, 4096, 4096)}
+SETTINGS = [(1, True), (2, True), (1, False), (2, False)]  # (threads, XNNPACK)
+QUICK_LAYERS = ("Dense", "AdaptiveFastfood", "Circulant")
+
+# Runs in the fresh process: reads {"files", "settings", "runs", "repeats"} as
+# JSON on stdin, prints {file: {setting: [median of each round]}}.
+_TIMER = r"""
+import json, sys, time
+import numpy as np
+from ai_edge_litert.interpreter import Interpreter, OpResolverType
+
+job = json.load(sys.stdin)
+results = {f: {} for f in job["files"]}
+for threads, xnnpack in job["settings"]:
+    kind = {} if xnnpack else {"experimental_op_resolver_type": OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES}
+    interpreters = {}
+    for f in job["files"]:
+        interpreter = Interpreter(model_path=f, num_threads=threads, **kind)
+        interpreter.allocate_tensors()
+        detail = interpreter.get_input_details()[0]
+        example = np.random.default_rng(0).standard_normal(detail["shape"]).astype(np.float32)
+        interpreter.set_tensor(detail["index"], example)
+        interpreters[f] = interpreter
+    key = f"{threads}/{int(xnnpack)}"
+    for f in job["files"]:
+        results[f][key] = []
+    for _ in range(job["repeats"]):
+        for f, interpreter in interpreters.items():
+            for _ in range(max(job["runs"] // 10, 2)):
+                interpreter.invoke()
+            times = []
+            for _ in range(job["runs"]):
+                start = time.perf_counter()
+                interpreter.invoke()
+                times.append(time.perf_counter() - start)
+            results[f][key].append(float(np.median(times)))
+print(json.dumps(results))
+"""
+
+
+def heads(d_in, dense_units, fried_units):
+    small = min(d_in, dense_units)
+    relu = {"activation": "relu"}
+    return {
+        "Dense": lambda: [keras.layers.Dense(dense_units, **relu)],
+        "AdaptiveFastfood": lambda: [layers.AdaptiveFastfood(fried_units, seed=0, **relu)],
+        "Fastfood (linear) + ReLU": lambda: [layers.Fastfood(fried_units, output_mode="linear", seed=0),
+                                             keras.layers.ReLU()],
+        "Circulant": lambda: [layers.Circulant(fried_units, seed=0, **relu)],
+        f"SketchDense k={small // 16} l=2": lambda: [layers.SketchDense(dense_units, small // 16, 2, seed=0, **relu)],
+        f"LowRankDense r={small // 8}": lambda: [layers.LowRankDense(dense_units, small // 8, seed=0, **relu)],
+        "HashedDense 1/8": lambda: [layers.HashedDense(dense_units, d_in * dense_units // 8, seed=0, **relu)],
+    }
+
+
+def head_model(d_in, make):
+    return keras.Sequential([keras.Input((d_in,)), *make(), keras.layers.Dense(10)])
+
+
+def mnist_networks():
+    from mnist_deep_fried import build_model
+
+    return {name: (lambda name=name: build_model(name, "none", seed=0)) for name in
+            ("reference", "adaptive-fastfood-1024", "circulant-1024")}
+
+
+def convert_all(models, folder, calibration):
+    """Writes float32 and int8 flatbuffers of every model; returns {(group, name, precision): path}."""
+    paths = {}
+    for (group, name), make in models.items():
+        model = make()
+        data = calibration[model.inputs[0].shape[1:]]
+        for precision in ("float32", "int8"):
+            flatbuffer = tflite.convert(model, None if precision == "float32" else "int8",
+                                        representative_data=data)
+            path = os.path.join(folder, f"{len(paths)}.tflite")
+            with open(path, "wb") as f:
+                f.write(flatbuffer)
+            paths[group, name, precision] = path
+    return paths
+
+
+def time_in_fresh_process(paths, settings, runs, repeats):
+    job = {"files": sorted(set(paths.values())), "settings": settings, "runs": runs, "repeats": repeats}
+    env = dict(os.environ, PYTHONPATH="")
+    out = subprocess.run([sys.executable, "-c", _TIMER], input=json.dumps(job), capture_output=True,
+                         text=True, check=True, env=env)
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def tables(paths, timings, settings):
+    """One Markdown table per setting: latency, range over rounds, ratio to Dense."""
+    out = []
+    for threads, xnnpack in settings:
+        key = f"{threads}/{int(xnnpack)}"
+        rows = []
+        for (group, name, precision), path in paths.items():
+            rounds = timings[path][key]
+            baseline_name = "reference" if group == "MNIST network" else "Dense"
+            baseline = np.median(timings[paths[group, baseline_name, precision]][key])
+            rows.append([group, name, precision, f"{np.median(rounds) * 1e6:.1f}",
+                         f"{min(rounds) * 1e6:.1f}-{max(rounds) * 1e6:.1f}",
+                         f"{np.median(rounds) / baseline:.2f}x", f"{os.path.getsize(path) / 1024:.0f}"])
+        header = ["size", "layer", "precision", "latency us", "range over rounds",
+                  "vs Dense (same size, precision)", "file KiB"]
+        out.append(f"### {threads} thread{'s' if threads > 1 else ''}, XNNPACK {'on' if xnnpack else 'off'}\n\n"
+                   + markdown_table(header, rows))
+    return "\n\n".join(out)
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--repeats", type=int, default=5, help="rounds of timing, in rotation")
+    parser.add_argument("--runs", type=int, default=200, help="invokes per model per round")
+    parser.add_argument("--out", default=None, help="folder for results.md and results.json")
+    parser.add_argument("--quick", action="store_true", help="smallest size, three layers, one setting, few runs")
+    args = parser.parse_args(argv)
+    sizes = dict(list(SIZES.items())[:1]) if args.quick else SIZES
+    settings = SETTINGS[:1] if args.quick else SETTINGS
+    if args.quick:
+        args.repeats, args.runs = 2, 20
+    models = {(group, name): (lambda d_in=d_in, make=make: head_model(d_in, make))
+              for group, (d_in, dense_units, fried_units) in sizes.items()
+              for name, make in heads(d_in, dense_units, fried_units).items()
+              if not args.quick or name in QUICK_LAYERS}
+    if not args.quick:
+        models.update({("MNIST network", name): make for name, make in mnist_networks().items()})
+    rng = np.random.default_rng(0)
+    calibration = {(d,): rng.standard_normal((200, d)).astype(np.float32) for d, _, _ in sizes.values()}
+    calibration[(28, 28, 1)] = rng.uniform(0, 1, (200, 28, 28, 1)).astype(np.float32)
+    with tempfile.TemporaryDirectory() as folder:
+        paths = convert_all(models, folder, calibration)
+        timings = time_in_fresh_process(paths, settings, args.runs, args.repeats)
+        text = tables(paths, timings, settings)
+    print(text)
+    if args.out:
+        os.makedirs(args.out, exist_ok=True)
+        with open(os.path.join(args.out, "results.md"), "w") as f:
+            f.write(text + "\n")
+        records = [{"size": g, "layer": n, "precision": p, "seconds_by_setting": timings[path]}
+                   for (g, n, p), path in paths.items()]
+        with open(os.path.join(args.out, "results.json"), "w") as f:
+            json.dump({"runs": args.runs, "repeats": args.repeats, "models": records}, f, indent=2)
+
+
+if __name__ == "__main__":
+    main()
