@@ -6,7 +6,9 @@
     latency = tflite.benchmark(flatbuffer)
 
 Command line: `keras-fried-tflite model.keras model.tflite --quantize int8
---representative-data calibration.npy` (or `python -m keras_fried.tflite ...`).
+--representative-data calibration.npy` (or `python -m keras_fried.tflite ...`);
+`keras-fried-tflite benchmark model.keras --quantize int8 ...` compares the
+model with the same model with Dense layers (`compare`).
 """
 
 import argparse
@@ -290,9 +292,98 @@ def benchmark(tflite_model, threads=1, runs=200, warmup=20, delegates=True):
     return statistics.median(times)
 
 
+def dense_counterpart(model):
+    """A copy of `model` with plain Keras layers in place of keras_fried's.
+
+    Every dense-like keras_fried layer becomes a `Dense` with the same number of
+    outputs, activation and bias (freshly initialised), every `SketchConv2D` a
+    `Conv2D` with the same filters, kernel size, strides and padding; the other
+    layers keep their weights. It is what the model would be without
+    keras_fried, for comparing size and speed.
+    """
+    import keras
+
+    from keras_fried import layers as fried_layers
+    from keras_fried.model_layers import clone_replacing
+
+    def replace(layer):
+        plain = {"activation": getattr(layer, "activation", None), "use_bias": getattr(layer, "use_bias", True),
+                 "name": layer.name}
+        if isinstance(layer, fried_layers.SketchConv2D):
+            return keras.layers.Conv2D(layer.filters, layer.kernel_size, strides=layer.strides,
+                                       padding=layer.padding, **plain)
+        if type(layer).__module__.startswith("keras_fried.layers"):
+            return keras.layers.Dense(layer.compute_output_shape(layer.input.shape)[-1], **plain)
+        return None
+
+    return clone_replacing(model, replace)
+
+
+def compare(model, quantize=None, representative_data=None, threads=1, rounds=5, runs=200):
+    """Size and latency of `model` against its `dense_counterpart`, in this process.
+
+    Both are converted alike (batch 1) and timed in rotation: `rounds` rounds of
+    `runs` invokes each. Returns a list of two dicts (`model`, `parameters`,
+    `size_bytes`, `latency_seconds` (median round), `latency_range`).
+    """
+    import keras_fried
+
+    rows = []
+    for name, candidate in (("your model", model), ("with Dense layers", dense_counterpart(model))):
+        flatbuffer = convert(candidate, quantize, representative_data)
+        rows.append({"model": name, "parameters": keras_fried.count_params(candidate),
+                     "size_bytes": len(flatbuffer), "flatbuffer": flatbuffer, "rounds": []})
+    for _ in range(rounds):
+        for row in rows:
+            row["rounds"].append(benchmark(row["flatbuffer"], threads=threads, runs=runs))
+    for row in rows:
+        row["latency_seconds"] = statistics.median(row["rounds"])
+        row["latency_range"] = (min(row["rounds"]), max(row["rounds"]))
+        del row["flatbuffer"], row["rounds"]
+    return rows
+
+
+def _compare_main(argv):
+    parser = argparse.ArgumentParser(
+        prog="keras-fried-tflite benchmark",
+        description="Size and TFLite latency of a .keras model against the same model with Dense layers.",
+    )
+    parser.add_argument("model", help="input .keras file")
+    parser.add_argument("--quantize", choices=["float16", "dynamic", "int8"], default=None)
+    parser.add_argument("--representative-data", help=".npy file of example inputs (needed for int8)")
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--rounds", type=int, default=5)
+    args = parser.parse_args(argv)
+
+    import keras
+
+    import keras_fried  # noqa: F401  (registers the layers for loading)
+
+    model = keras.saving.load_model(args.model)
+    representative = np.load(args.representative_data) if args.representative_data else None
+    try:
+        rows = compare(model, args.quantize, representative, args.threads, args.rounds)
+    except ValueError as error:
+        sys.exit(f"error: {error}")
+    base = rows[1]["latency_seconds"]
+    print(f"batch 1, {args.threads} thread(s), quantize={args.quantize}, median of {args.rounds} rounds")
+    print("| model | parameters | file KiB | latency us | range | vs Dense |")
+    print("|---|---|---|---|---|---|")
+    for row in rows:
+        low, high = row["latency_range"]
+        print(f"| {row['model']} | {row['parameters']:,} | {row['size_bytes'] / 1024:.0f} | "
+              f"{row['latency_seconds'] * 1e6:.1f} | {low * 1e6:.1f}-{high * 1e6:.1f} | "
+              f"{row['latency_seconds'] / base:.2f}x |")
+
+
 def main(argv=None):
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] == ["benchmark"]:
+        return _compare_main(argv[1:])
     parser = argparse.ArgumentParser(
         prog="keras-fried-tflite",
+        epilog="keras-fried-tflite benchmark model.keras [--quantize int8 ...]: size and latency "
+               "against the same model with Dense layers.",
         description="Convert a .keras model with keras_fried layers to a builtin-ops .tflite model.",
     )
     parser.add_argument("model", help="input .keras file")

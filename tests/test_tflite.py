@@ -153,3 +153,21 @@ def test_int8_circulant_has_no_float_island():
     data = np.random.default_rng(4).standard_normal((32, 100)).astype("float32")
     report = tflite.verify(model, tflite.convert(model, "int8", representative_data=data), data[:4])
     assert report["float_ops"] == [] and "NEG" not in report["ops"]
+
+
+def test_dense_counterpart_and_compare(capsys, tmp_path):
+    model = keras.Sequential([keras.Input((8, 8, 4)), layers.SketchConv2D(6, 3, rank=2, seed=0),
+                              keras.layers.Flatten(), layers.AdaptiveFastfood(64, activation="relu", seed=0),
+                              keras.layers.Dense(10, name="classifier")])
+    plain = tflite.dense_counterpart(model)
+    kinds = [type(layer).__name__ for layer in plain.layers]
+    assert kinds == ["Conv2D", "Flatten", "Dense", "Dense"]
+    assert plain.layers[2].units == 64 and plain.layers[2].activation is keras.activations.relu
+    np.testing.assert_array_equal(plain.get_layer("classifier").kernel, model.get_layer("classifier").kernel)
+    rows = tflite.compare(model, rounds=2, runs=5)
+    assert [r["model"] for r in rows] == ["your model", "with Dense layers"]
+    assert rows[0]["parameters"] < rows[1]["parameters"] and rows[0]["latency_seconds"] > 0
+    model.save(tmp_path / "m.keras")
+    tflite.main(["benchmark", str(tmp_path / "m.keras"), "--rounds", "2"])
+    out = capsys.readouterr().out
+    assert "| with Dense layers |" in out and "1.00x |" in out
