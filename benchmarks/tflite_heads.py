@@ -11,11 +11,13 @@ kernel's weights as buckets; Fastfood with linear output and a ReLU after it.
 
 Timing: the LiteRT interpreter, batch 1, each setting (1 and 2 threads, the
 default XNNPACK delegate on and off), in a fresh process that imports LiteRT
-and NumPy only, as an app would. Within it the models are timed in rotation:
---repeats rounds, each taking the median of --runs invokes of every model; the
-table gives the median round, the range over rounds, and the ratio to Dense of
-the same size, precision and setting (a ratio of medians). Only ratios from one
-run mean much: on our shared 2-core machine int8 Dense(500) took 5.5 us in some
+and NumPy only, as an app would; --reruns such processes one after the other.
+Within each, the models are timed in rotation: --repeats rounds, each taking
+the median of --runs invokes of every model, and the process's latency of a
+model is its median round. The table gives the median over reruns with their
+range, and the ratio to Dense of the same size, precision and setting (the
+median of the reruns' ratios, with their range). Only ratios from one process
+mean much: on our shared 2-core machine int8 Dense(500) took 5.5 us in some
 processes and 17-22 us in others, with nothing else changed that we could find.
 
 Usage:
@@ -132,21 +134,22 @@ def time_in_fresh_process(paths, settings, runs, repeats):
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
-def tables(paths, timings, settings):
-    """One Markdown table per setting: latency, range over rounds, ratio to Dense."""
+def tables(paths, reruns, settings):
+    """One Markdown table per setting: latency and ratio to Dense, with their ranges over reruns."""
     out = []
     for threads, xnnpack in settings:
         key = f"{threads}/{int(xnnpack)}"
         rows = []
         for (group, name, precision), path in paths.items():
-            rounds = timings[path][key]
-            baseline_name = "reference" if group == "MNIST network" else "Dense"
-            baseline = np.median(timings[paths[group, baseline_name, precision]][key])
-            rows.append([group, name, precision, f"{np.median(rounds) * 1e6:.1f}",
-                         f"{min(rounds) * 1e6:.1f}-{max(rounds) * 1e6:.1f}",
-                         f"{np.median(rounds) / baseline:.2f}x", f"{os.path.getsize(path) / 1024:.0f}"])
-        header = ["size", "layer", "precision", "latency us", "range over rounds",
-                  "vs Dense (same size, precision)", "file KiB"]
+            baseline_path = paths[group, "reference" if group == "MNIST network" else "Dense", precision]
+            latency = [np.median(timings[path][key]) for timings in reruns]
+            ratio = [np.median(timings[path][key]) / np.median(timings[baseline_path][key]) for timings in reruns]
+            rows.append([group, name, precision, f"{np.median(latency) * 1e6:.1f}",
+                         f"{min(latency) * 1e6:.1f}-{max(latency) * 1e6:.1f}",
+                         f"{np.median(ratio):.2f}x ({min(ratio):.2f}-{max(ratio):.2f})",
+                         f"{os.path.getsize(path) / 1024:.0f}"])
+        header = ["size", "layer", "precision", "latency us", "range over reruns",
+                  "vs Dense (same size, precision; range)", "file KiB"]
         out.append(f"### {threads} thread{'s' if threads > 1 else ''}, XNNPACK {'on' if xnnpack else 'off'}\n\n"
                    + markdown_table(header, rows))
     return "\n\n".join(out)
@@ -154,7 +157,8 @@ def tables(paths, timings, settings):
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--repeats", type=int, default=5, help="rounds of timing, in rotation")
+    parser.add_argument("--reruns", type=int, default=3, help="fresh timing processes, one after the other")
+    parser.add_argument("--repeats", type=int, default=5, help="rounds of timing in a process, in rotation")
     parser.add_argument("--runs", type=int, default=200, help="invokes per model per round")
     parser.add_argument("--out", default=None, help="folder for results.md and results.json")
     parser.add_argument("--quick", action="store_true", help="smallest size, three layers, one setting, few runs")
@@ -162,7 +166,7 @@ def main(argv=None):
     sizes = dict(list(SIZES.items())[:1]) if args.quick else SIZES
     settings = SETTINGS[:1] if args.quick else SETTINGS
     if args.quick:
-        args.repeats, args.runs = 2, 20
+        args.reruns, args.repeats, args.runs = 1, 2, 20
     models = {(group, name): (lambda d_in=d_in, make=make: head_model(d_in, make))
               for group, (d_in, dense_units, fried_units) in sizes.items()
               for name, make in heads(d_in, dense_units, fried_units).items()
@@ -174,18 +178,20 @@ def main(argv=None):
     calibration[(28, 28, 1)] = rng.uniform(0, 1, (200, 28, 28, 1)).astype(np.float32)
     with tempfile.TemporaryDirectory() as folder:
         paths = convert_all(models, folder, calibration)
-        timings = time_in_fresh_process(paths, settings, args.runs, args.repeats)
-        text = tables(paths, timings, settings)
+        sizes_bytes = {path: os.path.getsize(path) for path in paths.values()}
+        reruns = [time_in_fresh_process(paths, settings, args.runs, args.repeats) for _ in range(args.reruns)]
+        text = tables(paths, reruns, settings)
     print(text)
     if args.out:
         os.makedirs(args.out, exist_ok=True)
         with open(os.path.join(args.out, "results.md"), "w") as f:
             f.write(text + "\n")
-        records = [{"size": g, "layer": n, "precision": p, "seconds_by_setting": timings[path]}
+        records = [{"size": g, "layer": n, "precision": p, "size_bytes": sizes_bytes[path],
+                    "seconds_by_rerun_and_setting": [timings[path] for timings in reruns]}
                    for (g, n, p), path in paths.items()]
         with open(os.path.join(args.out, "results.json"), "w") as f:
-            json.dump({"runs": args.runs, "repeats": args.repeats, "models": records}, f, indent=2)
-
+            json.dump({"runs": args.runs, "repeats": args.repeats, "reruns": args.reruns, "models": records},
+                      f, indent=2)
 
 if __name__ == "__main__":
     main()
