@@ -127,6 +127,14 @@ def test_static_batch_leaves_no_shape_arithmetic():
         assert ops.count("TRANSPOSE") == 2, ops
         assert ops.count("GATHER") == 1, ops
         assert tflite.verify(model, flatbuffer, data[:4])["float_ops"] == []
+        if quantize == "int8":
+            # The Hadamard factors (+-1/sqrt(32); 32 x 25 for the 800 inputs' rows) are exact in int8.
+            interpreter = tflite._interpreter(flatbuffer, delegates=False)
+            interpreter.allocate_tensors()
+            factors = [interpreter.get_tensor(t["index"]) for t in interpreter.get_tensor_details()
+                       if t["dtype"] == np.int8 and list(t["shape"]) in ([32, 32], [32, 25])]
+            assert len(factors) >= 2
+            assert all(set(np.unique(f)) == {-127, 127} for f in factors)
     dynamic = tflite.convert(model, batch_size=None)
     assert "SHAPE" in _op_names(dynamic)
 
