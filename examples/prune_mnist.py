@@ -25,8 +25,9 @@ inputs' RMS on --data-images training images, `data=`), then fine-tunes each for
 --epochs epochs (Adam from --learning-rate with a cosine decay to zero), with
 --seeds fine-tuning seeds (pruning itself is deterministic). Columns: test error
 after 0, 1, 2 epochs, nonzero parameters, the gzip-compressed int8 TFLite model,
-and its latency (LiteRT, batch 1, 1 thread; median of 3 interleaved rounds of
-200 invokes, as a ratio to the unpruned network's measured in the same rounds).
+and its latency (LiteRT, batch 1, 1 thread, with the default XNNPACK delegate and
+without it; median of 3 interleaved rounds of 200 invokes, as a ratio to the
+unpruned network's measured in the same rounds).
 
 The paper ("Convolutional network pruning with matrix factorization", a draft)
 gives no numbers to match. Results are written after every run; a rerun into the
@@ -115,13 +116,13 @@ def _tflite_path(out, key):
     return os.path.join(out, "tflite", key.replace("/", "_") + ".tflite")
 
 
-def latencies(paths, rounds=3):
+def latencies(paths, rounds=3, delegates=True):
     """Median seconds per invoke of each .tflite file, rounds interleaved so load hits all alike."""
     models = {key: open(path, "rb").read() for key, path in paths.items()}
     times = {key: [] for key in models}
     for _ in range(rounds):
         for key, flatbuffer in models.items():
-            times[key].append(tflite.benchmark(flatbuffer, threads=1, runs=200))
+            times[key].append(tflite.benchmark(flatbuffer, threads=1, runs=200, delegates=delegates))
     return {key: statistics.median(values) for key, values in times.items()}
 
 
@@ -131,14 +132,15 @@ def _cell(values):
     return f"{statistics.fmean(values):.2f} +- {statistics.stdev(values):.2f}%"
 
 
-def markdown(results, epochs, latency):
+def markdown(results, epochs, latency, latency_builtin):
     head = ["network", "pruning", "layers", "method", "sparsity"]
     head += [f"error after {e} epochs" for e in range(epochs + 1)]
-    head += ["seeds", "nonzero params", "share removed", "int8 TFLite, gzip", "latency vs unpruned"]
+    head += ["seeds", "nonzero params", "share removed", "int8 TFLite, gzip",
+             "latency vs unpruned (XNNPACK on / off)"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for network, base in results.data["networks"].items():
         lines.append(f"| {network} | none | - | - | 0% | {base['test_error']:.2f}% |" + " |" * epochs
-                     + f" - | {base['nonzero']:,} | 0% | {base['gzip_kib']:.0f} KiB | 1.00x |")
+                     + f" - | {base['nonzero']:,} | 0% | {base['gzip_kib']:.0f} KiB | 1.00x / 1.00x |")
         for _, structure, sparsity, _ in configs([network]):
             for method in METHODS:
                 runs = [r for r in results.data["runs"] if (r["network"], r["structure"], r["sparsity"],
@@ -146,12 +148,13 @@ def markdown(results, epochs, latency):
                 if not runs:
                     continue
                 key = f"{network}/{structure}/{sparsity}/{method}"
-                ratio = latency[key] / latency[network] if key in latency and network in latency else None
+                ratios = [f"{times[key] / times[network]:.2f}x" for times in (latency, latency_builtin)
+                          if key in times and network in times]
                 cells = [_cell([r["errors_by_epoch"][e] for r in runs]) for e in range(epochs + 1)]
                 removed = 1 - runs[0]["nonzero"] / base["nonzero"]
                 lines.append(f"| {network} | {structure} | {', '.join(runs[0].get('layers', []))} | {method} | "
                              f"{sparsity:.0%} | " + " | ".join(cells) + f" | {len(runs)} | {runs[0]['nonzero']:,} | "
-                             f"{removed:.1%} | {runs[0]['gzip_kib']:.0f} KiB | " + (f"{ratio:.2f}x |" if ratio else "- |"))
+                             f"{removed:.1%} | {runs[0]['gzip_kib']:.0f} KiB | " + (" / ".join(ratios) or "-") + " |")
     return "\n".join(lines)
 
 
@@ -233,10 +236,12 @@ def main(argv=None):
             for method in METHODS:
                 key = f"{network}/{structure}/{sparsity}/{method}"
                 tflite_paths[key] = _tflite_path(args.out, key)
-    latency = latencies({k: p for k, p in tflite_paths.items() if os.path.exists(p)})
-    results.data["latency_seconds"] = latency  # measured again on every run of the script
+    existing = {k: p for k, p in tflite_paths.items() if os.path.exists(p)}
+    latency, latency_builtin = latencies(existing), latencies(existing, delegates=False)
+    # Measured again on every run of the script.
+    results.data["latency_seconds"], results.data["latency_seconds_no_xnnpack"] = latency, latency_builtin
     results.save()
-    table = markdown(results, args.epochs, latency)
+    table = markdown(results, args.epochs, latency, latency_builtin)
     with open(os.path.join(args.out, "results.md"), "w") as f:
         f.write(table + "\n")
     print("\n" + table)

@@ -32,6 +32,7 @@ def test_quick_run_writes_the_table_and_resumes(tmp_path):
     assert set(saved["latency_seconds"]) == {"reference"} | {
         f"reference/{s}/{p}/{m}" for s, p in [("unstructured", 0.9), ("structured", 0.9), ("conv-half", 0.5)]
         for m in ("trifactor", "magnitude")}
+    assert set(saved["latency_seconds_no_xnnpack"]) == set(saved["latency_seconds"])
     table = (tmp_path / "out" / "results.md").read_text()
     assert "| reference | none | - | - | 0% |" in table and "| reference | conv-half | conv1, conv2 | trifactor | 50% |" in table
     again = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
