@@ -134,7 +134,7 @@ def time_in_fresh_process(paths, settings, runs, repeats):
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
-def tables(paths, reruns, settings):
+def tables(paths, sizes_bytes, reruns, settings):
     """One Markdown table per setting: latency and ratio to Dense, with their ranges over reruns."""
     out = []
     for threads, xnnpack in settings:
@@ -147,7 +147,7 @@ def tables(paths, reruns, settings):
             rows.append([group, name, precision, f"{np.median(latency) * 1e6:.1f}",
                          f"{min(latency) * 1e6:.1f}-{max(latency) * 1e6:.1f}",
                          f"{np.median(ratio):.2f}x ({min(ratio):.2f}-{max(ratio):.2f})",
-                         f"{os.path.getsize(path) / 1024:.0f}"])
+                         f"{sizes_bytes[path] / 1024:.0f}"])
         header = ["size", "layer", "precision", "latency us", "range over reruns",
                   "vs Dense (same size, precision; range)", "file KiB"]
         out.append(f"### {threads} thread{'s' if threads > 1 else ''}, XNNPACK {'on' if xnnpack else 'off'}\n\n"
@@ -180,7 +180,7 @@ def main(argv=None):
         paths = convert_all(models, folder, calibration)
         sizes_bytes = {path: os.path.getsize(path) for path in paths.values()}
         reruns = [time_in_fresh_process(paths, settings, args.runs, args.repeats) for _ in range(args.reruns)]
-        text = tables(paths, reruns, settings)
+        text = tables(paths, sizes_bytes, reruns, settings)
     print(text)
     if args.out:
         os.makedirs(args.out, exist_ok=True)

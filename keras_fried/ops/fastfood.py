@@ -7,6 +7,7 @@ from keras_fried.ops.builtin_mode import builtin_ops_only_active
 from keras_fried.ops.fwht import fwht
 from keras_fried.ops.fwht import hadamard_factors
 from keras_fried.ops.fwht import hadamard_factor
+from keras_fried.ops.fwht import hadamard_steps
 
 
 def fastfood_transform(
@@ -73,11 +74,6 @@ def fastfood_transform(
     return y
 
 
-def _rotate(y, d, f):
-    """Moves the last Kronecker axis (length `f`) in front of the others: one TRANSPOSE."""
-    return tf.reshape(tf.transpose(tf.reshape(y, [-1, d // f, f]), [0, 2, 1]), [-1, d])
-
-
 def _natural_index(factors, layout):
     """The natural index of the value at each stored position of a layout.
 
@@ -86,23 +82,6 @@ def _natural_index(factors, layout):
     """
     d = int(np.prod(factors))
     return np.arange(d).reshape(factors).transpose(layout).reshape(d)
-
-
-def _hadamard_product(y, factors, layout, d):
-    """Multiplies every Kronecker axis by its factor, the last stored one first.
-
-    The stored last axis is multiplied (FULLY_CONNECTED), then rotated to the
-    front (TRANSPOSE) while axes remain; the final rotation is left out. Returns
-    the result and the layout it is stored in.
-    """
-    layout = list(layout)
-    for step in range(len(factors)):
-        f = factors[layout[-1]]
-        y = tf.reshape(tf.matmul(tf.reshape(y, [-1, f]), hadamard_factor(f, True, y.dtype)), [-1, d])
-        if step < len(factors) - 1:
-            y = _rotate(y, d, f)
-            layout = [layout[-1]] + layout[:-1]
-    return y, layout
 
 
 def _fastfood_lean(x, sign, gaussian, permutation, scaling, scale, units):
@@ -134,7 +113,7 @@ def _fastfood_lean(x, sign, gaussian, permutation, scaling, scale, units):
         y = tf.matmul(tf.reshape(y, [-1, rows]), hadamard_factor(factors[0], True, y.dtype)[:rows])
         y, first_layout = tf.reshape(y, [-1, d]), [1, 0]
     else:
-        y, first_layout = _hadamard_product(tf.reshape(y, [-1, d]), factors, range(k), d)
+        y, first_layout = hadamard_steps(tf.reshape(y, [-1, d]), factors, range(k), True)
 
     # G P. Position q of the gather's output holds natural index natural[q] of
     # P H B x, that is (H B x)[P[natural[q]]], which the first product left at
@@ -149,7 +128,7 @@ def _fastfood_lean(x, sign, gaussian, permutation, scaling, scale, units):
 
     # H, ending in natural order; then S and the scale (the factors are
     # normalised: put d back).
-    y, _ = _hadamard_product(tf.reshape(y, [-1, d]), factors, second_layout, d)
+    y, _ = hadamard_steps(tf.reshape(y, [-1, d]), factors, second_layout, True)
     y = tf.reshape(y, [-1, num_blocks * d]) * tf.reshape(scaling * (scale * d), [-1])
     y = tf.reshape(y, tf.concat([batch_shape, [num_blocks * d]], 0))
     if units is not None and units < num_blocks * d:

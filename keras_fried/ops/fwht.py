@@ -74,6 +74,30 @@ def hadamard_factor(f, normalize, dtype):
     return tf.constant(h, dtype=dtype)
 
 
+def rotate_last_axis(y, d, f):
+    """Moves the last Kronecker axis (length `f`) of `(n, d)` values in front of the others: one TRANSPOSE."""
+    return tf.reshape(tf.transpose(tf.reshape(y, [-1, d // f, f]), [0, 2, 1]), [-1, d])
+
+
+def hadamard_steps(y, factors, layout, normalize):
+    """Multiplies every Kronecker axis of `(n, d)` values by its factor, the last stored one first.
+
+    `layout` lists the axes of `H_f1 (x) H_f2 (x) ...` (0 = f1) in the order in
+    which they are stored. The stored last axis is multiplied (FULLY_CONNECTED),
+    then rotated to the front (TRANSPOSE) while axes remain; the final rotation
+    is left out. Returns the result and the layout it is stored in.
+    """
+    d = y.shape[-1]
+    layout = list(layout)
+    for step in range(len(factors)):
+        f = factors[layout[-1]]
+        y = tf.reshape(tf.matmul(tf.reshape(y, [-1, f]), hadamard_factor(f, normalize, y.dtype)), [-1, d])
+        if step < len(factors) - 1:
+            y = rotate_last_axis(y, d, f)
+            layout = [layout[-1]] + layout[:-1]
+    return y, layout
+
+
 def _fwht_kernel_transposes(x, normalize):
     """The TFLite form: each factor on the last axis, then a rotation of axes.
 
@@ -82,10 +106,10 @@ def _fwht_kernel_transposes(x, normalize):
     """
     d = x.shape[-1]
     shape = tf.shape(x)
-    for f in reversed(hadamard_factors(d)):
-        x = tf.matmul(tf.reshape(x, [-1, f]), hadamard_factor(f, normalize, x.dtype))
-        x = tf.transpose(tf.reshape(x, [-1, d // f, f]), [0, 2, 1])
-    return tf.reshape(x, shape)
+    factors = hadamard_factors(d)
+    y, _ = hadamard_steps(tf.reshape(x, [-1, d]), factors, range(len(factors)), normalize)
+    # The rotation hadamard_steps leaves out: axis 0 (f1) was multiplied last.
+    return tf.reshape(rotate_last_axis(y, d, factors[0]), shape)
 
 
 def _fwht_kernel(x, normalize):
