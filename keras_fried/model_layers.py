@@ -85,6 +85,10 @@ class _Recorder(keras.layers.Layer):
         self.seen.append(ops.convert_to_numpy(inputs))
         return self.inner(inputs)
 
+    def compute_output_spec(self, inputs):
+        # Cloning a functional model calls its layers on symbolic tensors: nothing to record there.
+        return self.inner.compute_output_spec(inputs)
+
 
 def record_inputs(model, names, data, batch_size):
     """`{name: inputs}`: what each layer named in `names` sees when `model` runs on `data`.

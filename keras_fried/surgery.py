@@ -142,6 +142,38 @@ def _distil(layer, old, x, epochs, batch_size, verbose):
         layer.activation = activation
 
 
+def _output_loss(teacher):
+    """Cross-entropy on soft targets for outputs that are rows of probabilities (a softmax), else MSE."""
+    rows = teacher.reshape(-1, teacher.shape[-1])
+    if rows.shape[-1] > 1 and rows.min() >= 0 and np.allclose(rows.sum(axis=-1), 1.0, atol=1e-3):
+        return "categorical_crossentropy"
+    return "mean_squared_error"
+
+
+def _distil_outputs(fried, model, new_layers, data, epochs, batch_size, verbose):
+    """Fits the new layers together, every other layer frozen, to `model`'s outputs on `data`.
+
+    Layer-wise fitting reproduces each layer's outputs, which a small layer
+    cannot do for a large trained one; what the rest of the network needs from
+    it is what this fits (knowledge distillation on the model's outputs).
+    """
+    teacher = model.predict(data, batch_size=batch_size, verbose=0)
+    flags = [(layer, layer.trainable) for layer in leaf_layers(fried)]
+    new_ids = {id(layer) for layer in new_layers}
+    try:
+        for layer, _ in flags:
+            layer.trainable = id(layer) in new_ids
+        # A model sharing fried's layers: fried itself stays uncompiled for the user.
+        student = keras.Model(fried.inputs, fried.outputs)
+        steps = epochs * -(-len(data) // batch_size)
+        student.compile(keras.optimizers.Adam(keras.optimizers.schedules.CosineDecay(1e-3, steps)),
+                        keras.tree.map_structure(_output_loss, teacher))
+        student.fit(data, teacher, epochs=epochs, batch_size=batch_size, verbose=verbose)
+    finally:
+        for layer, trainable in flags:
+            layer.trainable = trainable
+
+
 def _relative_error(layer, old, x=None):
     """Relative error of `layer`'s outputs on `x`, or without `x` of its matrix (its outputs on the identity)."""
     if x is not None:
@@ -191,6 +223,7 @@ def fry(
     conv_arguments=None,
     start="weights",
     distill_epochs=5,
+    output_distill_epochs=10,
     batch_size=256,
     verbose=1,
     return_report=False,
@@ -212,9 +245,16 @@ def fry(
       already optimal) is then fitted to reproduce the replaced layer's
       outputs before activation on the inputs that layer sees for `data`
       (`distill_epochs` passes of Adam on that layer alone, with Keras's
-      progress bar). `AdaptiveFastfood` has no closed form: without `data` it
-      starts from its random initialisation (with the old bias), and the
-      report says so.
+      progress bar);
+    - with `data`, the new layers are then fitted together, every other layer
+      frozen, to reproduce the original model's outputs on `data`
+      (`output_distill_epochs` passes of Adam: cross-entropy against the
+      old probabilities for a softmax output, mean squared error otherwise).
+      A small layer cannot reproduce a large trained one's outputs, but it
+      can give the rest of the network what it needs.
+
+    `AdaptiveFastfood` has no closed form: without `data` it starts from its
+    random initialisation (with the old bias), and the report says so.
 
     Args:
         model: A built Sequential or functional Keras model; models nested in
@@ -236,7 +276,10 @@ def fry(
         start: `"weights"` (the default) starts the new layers from the old
             ones as above; `"random"` from their own initialisation (ignoring
             `data`), the baseline that the starts are measured against.
-        distill_epochs: Passes over the recorded inputs when fitting a layer.
+        distill_epochs: Passes over the recorded inputs when fitting a layer
+            to the old layer's outputs.
+        output_distill_epochs: Passes over `data` when fitting the new layers
+            to the model's outputs (0 skips this stage).
         batch_size: Batch size for recording and fitting.
         verbose: Verbosity of the fitting (Keras `fit` verbosity).
         return_report: Also return the per-layer report.
@@ -294,13 +337,20 @@ def fry(
 
     fried = clone_replacing(model, replace)
 
+    # With data: each new layer first reproduces its old layer's outputs, then all together the model's.
+    for name, (new, how) in started.items():
+        if name in recorded and not isinstance(new, fried_layers.LowRankDense):
+            _distil(new, targets[name][0], recorded[name], distill_epochs, batch_size, verbose)
+            started[name] = new, how + ", then fitted to the outputs on data"
+    if recorded and output_distill_epochs > 0:
+        _distil_outputs(fried, model, [new for new, _ in started.values()], data, output_distill_epochs,
+                        batch_size, verbose)
+        started = {name: (new, how + ", then to the model's outputs on data") for name, (new, how) in started.items()}
+
     report = []
     for name, (new, how) in started.items():
         old = targets[name][0]
         x = recorded.get(name)
-        if x is not None and not isinstance(new, fried_layers.LowRankDense):
-            _distil(new, old, x, distill_epochs, batch_size, verbose)
-            how += ", then fitted to the outputs on data"
         if x is None and type(old) is keras.layers.Conv2D:
             # No matrix to compare: the outputs on random inputs of the layer's input shape.
             x = np.random.default_rng(0).standard_normal((8, *old.input.shape[1:])).astype("float32")

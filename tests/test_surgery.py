@@ -119,6 +119,28 @@ def test_starting_from_data_beats_random_before_and_after_fine_tuning(kind):
     assert losses["weights"][1] < losses["random"][1], losses
 
 
+def test_fitting_to_the_model_outputs_lowers_their_error_and_leaves_the_model_as_it_was():
+    teacher = _branches_and_nested(seed=5)
+    teacher.get_layer("out").trainable = False  # the user's flags survive the fitting
+    x = _teacher_data(512)
+    expected = np.asarray(teacher(x))
+    errors = {}
+    for epochs in (0, 100):
+        fried = keras_fried.fry(teacher, "circulant", data=x, output_distill_epochs=epochs, seed=0, verbose=0)
+        errors[epochs] = np.linalg.norm(np.asarray(fried(x)) - expected) / np.linalg.norm(expected)
+        assert not fried.get_layer("out").trainable and fried.get_layer("nested").get_layer("inner").trainable
+        assert fried.get_layer("left").trainable and not fried.compiled  # not compiled for the user
+    assert errors[100] < 0.8 * errors[0], errors
+
+
+def test_the_output_loss_is_cross_entropy_for_probabilities_only():
+    probabilities = keras.ops.convert_to_numpy(keras.ops.softmax(np.random.default_rng(0).standard_normal((8, 4))))
+    assert surgery._output_loss(probabilities) == "categorical_crossentropy"
+    assert surgery._output_loss(probabilities[:, :3]) == "mean_squared_error"  # rows not summing to 1
+    assert surgery._output_loss(np.ones((8, 1), "float32")) == "mean_squared_error"  # one sigmoid-like column
+    assert surgery._output_loss(-probabilities) == "mean_squared_error"
+
+
 def test_data_report_and_fitting_lower_the_output_error():
     model = _sequential(seed=4)
     x = _teacher_data(512)
