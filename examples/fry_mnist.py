@@ -86,7 +86,8 @@ def fine_tune(name, start, seed, reference, args, train, test):
     fry_start = "random" if start == "random" else "weights"
     data = train[0][: args.fry_images] if start == "data" else None
     fried, report = keras_fried.fry(reference, kind, layers=["fc"], data=data, start=fry_start, seed=seed,
-                                    verbose=0, return_report=True, **arguments)
+                                    output_distill_epochs=args.output_distill_epochs, verbose=0,
+                                    return_report=True, **arguments)
     steps = -(-len(train[0]) // args.batch_size)
     errors = [test_error(fried, args, test)]
     for epochs in range(1, args.epochs + 1):
@@ -163,6 +164,8 @@ def main(argv=None):
     parser.add_argument("--learning-rate", type=float, default=5e-3, help="fine-tuning's initial learning rate")
     parser.add_argument("--reference-epochs", type=int, default=15)
     parser.add_argument("--fry-images", type=int, default=5000, help="training images given to fry as data")
+    parser.add_argument("--output-distill-epochs", type=int, default=10,
+                        help="passes of fry's fitting to the model's outputs on the data (0: layer-wise only)")
     parser.add_argument("--batch-size", type=int, default=128)
     parser.add_argument("--scratch-results", default=None, help="results.json of mnist_deep_fried.py")
     parser.add_argument("--out", default="results/fry_mnist")
@@ -175,7 +178,7 @@ def main(argv=None):
     train, test = load_or_exit(args.data_dir, (1000, 500) if args.quick else (None, None))
     os.makedirs(args.out, exist_ok=True)
     settings = {k: getattr(args, k) for k in ("model", "epochs", "learning_rate", "reference_epochs", "fry_images",
-                                              "batch_size", "quick", "data_dir")}
+                                              "output_distill_epochs", "batch_size", "quick", "data_dir")}
     settings["fine_tuning"] = "one per length"  # files of the single 2-epoch schedule are refused
     results = ResultsFile(os.path.join(args.out, "results.json"), settings, args.overwrite)
     reference_path = args.model or os.path.join(args.out, "reference.keras")
