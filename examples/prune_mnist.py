@@ -40,6 +40,7 @@ Usage:
 
 import argparse
 import gzip
+import json
 import os
 import statistics
 import sys
@@ -132,7 +133,23 @@ def _cell(values):
     return f"{statistics.fmean(values):.2f} +- {statistics.stdev(values):.2f}%"
 
 
-def markdown(results, epochs, latency, latency_builtin):
+def fry_rows(path, epochs, base):
+    """Table rows of a fry_mnist.py results.json: SVD and fry of the same reference's fc layer."""
+    with open(path) as f:
+        fried = json.load(f)
+    lines = []
+    for row, start in dict.fromkeys((r["row"], r["start"]) for r in fried["runs"]):
+        runs = [r for r in fried["runs"] if (r["row"], r["start"]) == (row, start)]
+        cells = [_cell([r["errors_by_epoch"][e] for r in runs]) for e in range(min(epochs, fried["settings"]["epochs"]) + 1)]
+        cells += [""] * (epochs + 1 - len(cells))
+        method = "svd" if row.startswith("svd") else "fry"
+        lines.append(f"| reference | {method} | fc | {row} from {start} | - | " + " | ".join(cells)
+                     + f" | {len(runs)} | {runs[0]['params']:,} | {1 - runs[0]['params'] / base['nonzero']:.1%} | "
+                     f"{fried['int8_kib'][row]:.0f} KiB (not gzip) | - |")
+    return lines
+
+
+def markdown(results, epochs, latency, latency_builtin, fry_results=None):
     head = ["network", "pruning", "layers", "method", "sparsity"]
     head += [f"error after {e} epochs" for e in range(epochs + 1)]
     head += ["seeds", "nonzero params", "share removed", "int8 TFLite, gzip",
@@ -155,6 +172,8 @@ def markdown(results, epochs, latency, latency_builtin):
                 lines.append(f"| {network} | {structure} | {', '.join(runs[0].get('layers', []))} | {method} | "
                              f"{sparsity:.0%} | " + " | ".join(cells) + f" | {len(runs)} | {runs[0]['nonzero']:,} | "
                              f"{removed:.1%} | {runs[0]['gzip_kib']:.0f} KiB | " + (" / ".join(ratios) or "-") + " |")
+        if network == "reference" and fry_results:
+            lines += fry_rows(fry_results, epochs, base)
     return "\n".join(lines)
 
 
@@ -171,6 +190,8 @@ def main(argv=None):
     parser.add_argument("--reference-epochs", type=int, default=15, help="epochs when training a network")
     parser.add_argument("--data-images", type=int, default=2000, help="training images given to prune as data")
     parser.add_argument("--batch-size", type=int, default=128)
+    parser.add_argument("--fry-results", default=None,
+                        help="a results.json of fry_mnist.py on the same reference: its rows join the table")
     parser.add_argument("--out", default="results/prune_mnist")
     parser.add_argument("--overwrite", action="store_true")
     parser.add_argument("--quick", action="store_true", help="smoke run: 1,000 training images, 1 epoch each")
@@ -241,7 +262,7 @@ def main(argv=None):
     # Measured again on every run of the script.
     results.data["latency_seconds"], results.data["latency_seconds_no_xnnpack"] = latency, latency_builtin
     results.save()
-    table = markdown(results, args.epochs, latency, latency_builtin)
+    table = markdown(results, args.epochs, latency, latency_builtin, args.fry_results)
     with open(os.path.join(args.out, "results.md"), "w") as f:
         f.write(table + "\n")
     print("\n" + table)
