@@ -140,7 +140,8 @@ def fry_rows(path, epochs, base):
     lines = []
     for row, start in dict.fromkeys((r["row"], r["start"]) for r in fried["runs"]):
         runs = [r for r in fried["runs"] if (r["row"], r["start"]) == (row, start)]
-        cells = [_cell([r["errors_by_epoch"][e] for r in runs]) for e in range(min(epochs, fried["settings"]["epochs"]) + 1)]
+        shown = min(epochs, fried["settings"]["epochs"]) + 1
+        cells = [_cell([r["errors_by_epoch"][e] for r in runs]) for e in range(shown)]
         cells += [""] * (epochs + 1 - len(cells))
         method = "svd" if row.startswith("svd") else "fry"
         lines.append(f"| reference | {method} | fc | {row} from {start} | - | " + " | ".join(cells)
