@@ -16,9 +16,10 @@ connected place), trained with the main job's Adam recipe (or loaded from
   network cannot be reached).
 - structured (`structured=True`): that fraction of the units / filters of conv1,
   conv2 and fc is removed (the model gets physically smaller); plus the
-  convolutional chain alone at half its channels (`conv-half`). Reference
-  network only: the deep fried network's conv2 feeds AdaptiveFastfood through
-  Flatten, and a Fastfood layer has no input rows to remove.
+  convolutional chain alone at half its channels (`conv-half`). Deep fried:
+  conv1's filters alone (and conv2's matching inputs): conv2 feeds
+  AdaptiveFastfood through Flatten, and a Fastfood layer has no input rows to
+  remove.
 
 each by `method="trifactor"` and `method="magnitude"` (scores weighted by the
 inputs' RMS on --data-images training images, `data=`), then fine-tunes each for
@@ -67,7 +68,8 @@ METHODS = ("trifactor", "magnitude")
 # unstructured row's sparsity is the share of the whole network made zero)
 NETWORKS = {
     "reference": ("reference", {"unstructured": ["conv2", "fc"], "structured": ["conv1", "conv2", "fc"]}, True),
-    "deep-fried": ("adaptive-fastfood-1024", {"unstructured": ["conv2", "classifier"]}, False),
+    "deep-fried": ("adaptive-fastfood-1024", {"unstructured": ["conv2", "classifier"], "structured": ["conv1"]},
+                   False),
 }
 
 
