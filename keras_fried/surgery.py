@@ -296,8 +296,9 @@ def fry(
     Raises:
         ValueError: For a model that is not built or cannot be cloned (a
             subclassed model), an unknown `kind`, a layer that is missing or
-            not a Dense, a kind without its required arguments, and `data`
-            that is empty or does not fit the model's input.
+            not a Dense, a kind without its required arguments, epochs that
+            are not non-negative integers, and `data` that is empty or does
+            not fit the model's input.
 
     Example:
 
@@ -314,6 +315,12 @@ def fry(
     check_model(model, "fry")
     targets = _targets(model, layers, layer_kwargs, conv_kind, conv_arguments)
     _check_kind(kind, conv_kind, targets)
+    for argument, value in (("distill_epochs", distill_epochs), ("output_distill_epochs", output_distill_epochs)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+            raise ValueError(
+                f"Received an invalid value for argument `{argument}`, expected a non-negative integer. "
+                f"Received: {argument}={value!r}"
+            )
     if start not in ("weights", "random"):
         raise ValueError(
             f"Received an invalid value for argument `start`, expected 'weights' or 'random'. "
@@ -345,7 +352,8 @@ def fry(
     if recorded and output_distill_epochs > 0:
         _distil_outputs(fried, model, [new for new, _ in started.values()], data, output_distill_epochs,
                         batch_size, verbose)
-        started = {name: (new, how + ", then to the model's outputs on data") for name, (new, how) in started.items()}
+        started = {name: (new, how + ", then to the model's outputs on data")
+                   for name, (new, how) in started.items()}
 
     report = []
     for name, (new, how) in started.items():

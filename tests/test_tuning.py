@@ -113,14 +113,14 @@ def test_knobs_over_the_budget_reject_the_trial_without_training(tmp_path):
 
 
 def test_results_are_reproducible_with_a_seed(tmp_path):
-    first = [r["hyperparameters"] for r in tuning.results(_search(tmp_path / "a", keras_tuner.RandomSearch, max_trials=3)[0])]
-    second = [r["hyperparameters"] for r in tuning.results(_search(tmp_path / "b", keras_tuner.RandomSearch, max_trials=3)[0])]
+    first = [r["hyperparameters"] for r in tuning.results(_search(tmp_path / "a", keras_tuner.RandomSearch, max_trials=2)[0])]
+    second = [r["hyperparameters"] for r in tuning.results(_search(tmp_path / "b", keras_tuner.RandomSearch, max_trials=2)[0])]
     assert first == second
 
 
 @pytest.mark.parametrize(
     "tuner_cls, kwargs",
-    [(keras_tuner.BayesianOptimization, {"max_trials": 3}), (keras_tuner.Hyperband, {"max_epochs": 2})],
+    [(keras_tuner.BayesianOptimization, {"max_trials": 2}), (keras_tuner.Hyperband, {"max_epochs": 2})],
 )
 def test_other_tuners(tmp_path, tuner_cls, kwargs):
     tuner, _ = _search(tmp_path, tuner_cls, **kwargs)
