@@ -277,7 +277,7 @@ def fry(
             ones as above; `"random"` from their own initialisation (ignoring
             `data`), the baseline that the starts are measured against.
         distill_epochs: Passes over the recorded inputs when fitting a layer
-            to the old layer's outputs.
+            to the old layer's outputs (0 skips this stage).
         output_distill_epochs: Passes over `data` when fitting the new layers
             to the model's outputs (0 skips this stage).
         batch_size: Batch size for recording and fitting.
@@ -346,7 +346,7 @@ def fry(
 
     # With data: each new layer first reproduces its old layer's outputs, then all together the model's.
     for name, (new, how) in started.items():
-        if name in recorded and not isinstance(new, fried_layers.LowRankDense):
+        if name in recorded and distill_epochs > 0 and not isinstance(new, fried_layers.LowRankDense):
             _distil(new, targets[name][0], recorded[name], distill_epochs, batch_size, verbose)
             started[name] = new, how + ", then fitted to the outputs on data"
     if recorded and output_distill_epochs > 0:
