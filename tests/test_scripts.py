@@ -36,4 +36,3 @@ def test_tflite_heads_benchmark_quick_pass():
     # Dense, AdaptiveFastfood and Circulant in float32 and int8, each against Dense; no timing asserted.
     assert out.count("| 800 -> 500 / 1024 |") == 6
     assert out.count("| 1.00x (1.00-1.00) |") >= 2 and "### 1 thread, XNNPACK on" in out
-
