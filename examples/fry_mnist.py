@@ -8,11 +8,14 @@ convolutions; or loads it from --model), then replaces its 800 -> 500 layer:
 - every dense-like kind of keras_fried, started from random and from data
   (`fry(..., data=...)` on --fry-images training images);
 
-and fine-tunes each (Adam from --learning-rate, default 5e-3, with a cosine
-decay to zero) for 1, 2, ... --epochs epochs, each length a fine-tuning of its
-own, reporting the test error after 0, 1, 2, ... epochs (mean +- sd over --seeds:
-the seed of the new layer and of the fine-tuning), parameters, the FC layer's
-parameters, the int8 TFLite size and the fine-tuning time. With
+and fine-tunes each for --epochs epochs with Adam and cosine warm restarts
+(SGDR): every epoch is one cosine cycle decaying to zero, the first from
+--learning-rate (default 2.5e-3), each later one from half the previous peak.
+So the error "after 1 epoch" is that of a finished 1-epoch fine-tuning (the
+learning rate has reached zero), and the 2-epoch one continues it with a second
+cycle. The table gives the test error after 0, 1, 2, ... epochs (mean +- sd over
+--seeds: the seed of the new layer and of the fine-tuning), parameters, the FC
+layer's parameters, the int8 TFLite size and the fine-tuning time. With
 --scratch-results (a results.json of the main job) the table ends with the
 deep fried network trained from scratch.
 
@@ -74,12 +77,26 @@ def test_error(model, args, test):
     return 100.0 * (1.0 - accuracy)
 
 
-def fine_tune(name, start, seed, reference, args, train, test):
-    """Fries the reference, then fine-tunes copies of it for 1, 2, ... --epochs epochs.
+class TestClock(keras.callbacks.Callback):
+    """Seconds spent in the end-of-epoch test evaluations, left out of the fine-tuning time."""
 
-    Each length is its own fine-tuning, with its own cosine decay to zero: the
-    error "after 1 epoch" is that of a finished 1-epoch fine-tuning, not of the
-    middle of a longer one (where the learning rate is still high).
+    def __init__(self):
+        super().__init__()
+        self.seconds = 0.0
+
+    def on_test_begin(self, logs=None):
+        self._begin = time.time()
+
+    def on_test_end(self, logs=None):
+        self.seconds += time.time() - self._begin
+
+
+def fine_tune(name, start, seed, reference, args, train, test):
+    """Fries the reference, then fine-tunes it for --epochs epochs, one cosine cycle each.
+
+    Each cycle decays to zero (`CosineDecayRestarts`, `m_mul=0.5`), so the test
+    error read at the end of epoch k is that of a finished k-epoch fine-tuning,
+    not of the middle of a longer schedule where the learning rate is still high.
     """
     kind, arguments, _ = ROWS[name]
     keras.utils.set_random_seed(seed)
@@ -88,24 +105,23 @@ def fine_tune(name, start, seed, reference, args, train, test):
     fried, report = keras_fried.fry(reference, kind, layers=["fc"], data=data, start=fry_start, seed=seed,
                                     output_distill_epochs=args.output_distill_epochs, verbose=0,
                                     return_report=True, **arguments)
-    steps = -(-len(train[0]) // args.batch_size)
     errors = [test_error(fried, args, test)]
-    for epochs in range(1, args.epochs + 1):
-        keras.utils.set_random_seed(seed)
-        tuned = keras.models.clone_model(fried)
-        tuned.set_weights(fried.get_weights())
-        schedule = keras.optimizers.schedules.CosineDecay(args.learning_rate, decay_steps=epochs * steps)
-        tuned.compile(keras.optimizers.Adam(schedule), "sparse_categorical_crossentropy", metrics=["accuracy"])
-        begin = time.time()
-        tuned.fit(pipeline(*train, args, seed, training=True), steps_per_epoch=steps, epochs=epochs,
-                  verbose=args.verbose)
-        seconds = time.time() - begin
-        errors.append(test_error(tuned, args, test))
+    steps = -(-len(train[0]) // args.batch_size)
+    schedule = keras.optimizers.schedules.CosineDecayRestarts(args.learning_rate, first_decay_steps=steps,
+                                                              t_mul=1.0, m_mul=0.5)
+    fried.compile(keras.optimizers.Adam(schedule), "sparse_categorical_crossentropy", metrics=["accuracy"])
+    test_clock = TestClock()
+    begin = time.time()
+    history = fried.fit(pipeline(*train, args, seed, training=True), steps_per_epoch=steps, epochs=args.epochs,
+                        validation_data=pipeline(*test, args, 0, training=False), callbacks=[test_clock],
+                        verbose=args.verbose)
+    seconds = time.time() - begin - test_clock.seconds
+    errors += [100.0 * (1.0 - accuracy) for accuracy in history.history["val_accuracy"]]
     return {
         "errors_by_epoch": errors, "fine_tune_seconds": seconds,
         "params": keras_fried.count_params(fried), "fc_params": report[0]["params_after"],
         "start_report": report[0]["start"], "relative_error": report[0]["relative_error"],
-    }, tuned
+    }, fried
 
 
 def int8_kib(model, train):
@@ -161,7 +177,7 @@ def main(argv=None):
     parser.add_argument("--rows", nargs="+", choices=list(ROWS), default=list(ROWS))
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--epochs", type=int, default=2, help="fine-tuning epochs")
-    parser.add_argument("--learning-rate", type=float, default=5e-3, help="fine-tuning's initial learning rate")
+    parser.add_argument("--learning-rate", type=float, default=2.5e-3, help="fine-tuning's initial learning rate")
     parser.add_argument("--reference-epochs", type=int, default=15)
     parser.add_argument("--fry-images", type=int, default=5000, help="training images given to fry as data")
     parser.add_argument("--output-distill-epochs", type=int, default=10,
@@ -179,7 +195,7 @@ def main(argv=None):
     os.makedirs(args.out, exist_ok=True)
     settings = {k: getattr(args, k) for k in ("model", "epochs", "learning_rate", "reference_epochs", "fry_images",
                                               "output_distill_epochs", "batch_size", "quick", "data_dir")}
-    settings["fine_tuning"] = "one per length"  # files of the single 2-epoch schedule are refused
+    settings["fine_tuning"] = "warm restarts"  # files of the earlier protocols are refused
     results = ResultsFile(os.path.join(args.out, "results.json"), settings, args.overwrite)
     reference_path = args.model or os.path.join(args.out, "reference.keras")
     if os.path.exists(reference_path):
