@@ -110,11 +110,12 @@ class Circulant(DenseLikeLayer):
     def call(self, inputs):
         work_dtype = transform_dtype(self.compute_dtype)
         x = ops.cast(inputs, work_dtype)
-        if self.size != self.input_dim:
-            x = ops.pad(x, [[0, 0]] * (len(x.shape) - 1) + [[0, self.size - self.input_dim]])
-        x = x * ops.cast(self.signs, work_dtype)
-        y = fried_ops.circulant_product(x, ops.cast(self.r, work_dtype))
-        return self.finish(y[..., : self.units])
+        # The product zero-pads x to the circulant's size (in TFLite, for free).
+        x = x * ops.cast(self.signs[: self.input_dim], work_dtype)
+        # The variable itself where no cast is needed: TFLite conversion reads its value.
+        r = self.r if self.r.dtype == work_dtype else ops.cast(self.r, work_dtype)
+        y = fried_ops.circulant_product(x, r)
+        return self.finish(y if self.units == self.size else y[..., : self.units])
 
     def compute_output_shape(self, input_shape):
         return tuple(input_shape[:-1]) + (self.units,)

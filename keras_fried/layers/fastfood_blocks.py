@@ -33,6 +33,15 @@ def build_fastfood_blocks(layer, input_shape, trainable, diagonal_magnitude=1.0)
     chi = ops.sqrt(2.0 * keras.random.gamma((m, d), alpha=d / 2.0, seed=rng))
     frobenius = ops.sqrt(ops.sum(ops.square(gaussian), axis=-1, keepdims=True))
     scaling = chi / frobenius
+    if layer.structured_permutation:
+        # Drawn last, so the diagonals equal those of the random-permutation layer of the same seed.
+        axis_permutations = [
+            ops.convert_to_numpy(ops.argsort(keras.random.uniform((f,), seed=rng)))
+            for f in fried_ops.hadamard_factors(d)
+        ]
+        shift = 2 * int(ops.convert_to_numpy(keras.random.randint((), 0, max(d // 2, 1), seed=rng))) + 1
+        shared = fried_ops.structured_permutation(d, axis_permutations, shift % d)
+        permutation = ops.tile(ops.convert_to_tensor(shared[None, :], "int32"), (m, 1))
 
     def add_diagonal(name, value):
         return layer.add_weight(
@@ -50,6 +59,15 @@ def build_fastfood_blocks(layer, input_shape, trainable, diagonal_magnitude=1.0)
     layer.scaling = add_diagonal("scaling", scaling)
     layer.permutation = layer.add_structure_weight("permutation", permutation, "int32")
     layer.input_spec = keras.layers.InputSpec(min_ndim=2, axes={-1: input_dim})
+
+
+def check_structured_permutation(value):
+    if not isinstance(value, bool):
+        raise ValueError(
+            "Received an invalid value for argument `structured_permutation`, expected "
+            f"True or False. Received: structured_permutation={value!r}"
+        )
+    return value
 
 
 def check_inner_dropout(rate):

@@ -5,6 +5,7 @@ from keras_fried.ops.circulant import circulant_matmul
 from keras_fried.ops.circulant import circulant_matmul_dft
 from keras_fried.ops.circulant import circulant_product
 from keras_fried.ops.fastfood import fastfood_transform
+from keras_fried.ops.fastfood import structured_permutation
 from keras_fried.ops.fwht import fwht
 from keras_fried.ops.fwht import hadamard_factors
 from keras_fried.ops.fwht import next_power_of_two
@@ -26,4 +27,5 @@ __all__ = [
     "sign_sketch",
     "sketch_conv2d",
     "sketch_dense",
+    "structured_permutation",
 ]

@@ -11,10 +11,33 @@ from keras_fried.ops.complex_input import transform_parts
 
 
 def circulant_product(x, r):
-    """`circulant_matmul`, or `circulant_matmul_dft` inside `builtin_ops_only()`."""
+    """`circulant_matmul` of `x` zero-padded to `len(r)`; inside `builtin_ops_only()`, its fastest builtin-op form.
+
+    In the builtin mode (TFLite conversion) the product is
+    `circulant_matmul_blocks` where `r` is a constant or variable and the
+    block form is small (`blocks_fit`), else `circulant_matmul_dft`. The
+    padding is folded into the block form; the others pad first.
+    """
+    x = tf.convert_to_tensor(x)
+    if builtin_ops_only_active():
+        value = _constant_value(r)
+        if value is not None and value.ndim == 1 and blocks_fit(len(value)) and not x.dtype.is_complex:
+            return circulant_matmul_blocks(x, value)
+    d = r.shape[-1]
+    if x.shape[-1] is not None and d is not None and x.shape[-1] < d:
+        x = tf.pad(x, [[0, 0]] * (x.shape.rank - 1) + [[0, d - x.shape[-1]]])
     if builtin_ops_only_active():
         return circulant_matmul_dft(x, r)
     return circulant_matmul(x, r)
+
+
+def _constant_value(tensor):
+    """The NumPy value of a constant or variable (also while tracing), else None."""
+    value = tf.get_static_value(tensor)
+    if value is None and hasattr(tensor, "numpy"):
+        with tf.init_scope():
+            value = np.asarray(tensor.numpy())
+    return value
 
 
 def _work_dtype(dtype):
@@ -180,3 +203,103 @@ def circulant_matmul_dft(x, r):
     r_re, r_im = dft_four_step(tf.reshape(r, [1, d]), d)
     y = inverse_dft_four_step(x_re * r_re - x_im * r_im, x_re * r_im + x_im * r_re, d)
     return tf.cast(tf.reshape(y, shape), dtype)
+
+
+def block_split(d):
+    """`(a, b)` with `a * b = d`: `b` the largest divisor of `d` <= sqrt(d), `a = d / b`."""
+    b, a = dft_split(d)
+    return a, b
+
+
+def blocks_fit(d):
+    """Whether the middle weights of `circulant_matmul_blocks` (`(a // 2 + 1) (2 b)^2`) are <= `d^2 / 8`."""
+    a, b = block_split(d)
+    return (a // 2 + 1) * 4 * b * b * 8 <= d * d
+
+
+def _block_weights(r):
+    """The three constant kernels of `circulant_matmul_blocks` for the first column `r` (NumPy)."""
+    d = len(r)
+    a, b = block_split(d)
+    num = a // 2 + 1  # frequencies k1 of the slow axis that a real input needs
+    k1 = np.arange(num)
+    p, q = np.arange(a), np.arange(b)
+    spectrum = np.fft.fft(np.asarray(r, np.float64)).reshape(b, a).T  # [k1, k2] = R[k1 + a k2]
+    # Size-a DFT over p: [p, (k1, real / imaginary part)].
+    forward = np.exp(-2j * np.pi * np.outer(p, k1) / a)
+    forward = np.stack([forward.real, forward.imag], axis=-1).reshape(a, 2 * num)
+    # For each k1, the middle steps of the four-step DFT (twiddle, size-b DFT,
+    # spectrum product, their inverses) compose into one complex b x b matrix.
+    twiddle = np.exp(-2j * np.pi * np.outer(k1, q) / d)  # [k1, q]
+    dft_b = np.exp(-2j * np.pi * np.outer(q, q) / b)  # [k2, q]
+    middle = np.einsum("kn,jn,kj,jm,km->knm", np.conj(twiddle), np.conj(dft_b), spectrum[:num], dft_b, twiddle) / b
+    # The same map on real and imaginary parts, as a grouped 1 x 1 convolution
+    # kernel: [1, 1, (part in, q in), (k1, part out, q out)].
+    real = np.stack([np.stack([middle.real, middle.imag], 1), np.stack([-middle.imag, middle.real], 1)], 1)
+    grouped = real.transpose(1, 4, 0, 2, 3).reshape(1, 1, 2 * b, num * 2 * b)
+    # Inverse size-a DFT over k1, its real part: the spectrum of a real signal
+    # is conjugate-symmetric, so k1 and a - k1 together give twice the real part.
+    weight = np.where((k1 == 0) | (2 * k1 == a), 1.0, 2.0) / a
+    angle = 2 * np.pi * np.outer(k1, p) / a  # [k1, p]
+    inverse = np.stack([weight[:, None] * np.cos(angle), -weight[:, None] * np.sin(angle)], axis=1)
+    return forward, grouped, inverse.reshape(2 * num, a)
+
+
+def circulant_matmul_blocks(x, r):
+    """`circulant_matmul` in a dozen builtin ops: the fastest TFLite form, int8 included.
+
+    The four-step DFT with `d = a b` (`b` the largest divisor of `d` not above
+    `sqrt(d)`, index `n = b p + q`), folded into constant kernels computed from
+    `r` once:
+
+    1. the size-`a` DFT over `p` for each `q` (TRANSPOSE, FULLY_CONNECTED),
+       keeping only the `a // 2 + 1` frequencies a real input needs;
+    2. for each of those frequencies, the twiddles, the size-`b` DFT, the
+       product with `r`'s spectrum and their inverses compose into one real
+       `2b x 2b` matrix: one grouped 1 x 1 CONV_2D applies them all;
+    3. the real part of the inverse size-`a` DFT (FULLY_CONNECTED), and
+       transposes back to natural order.
+
+    About `a / 2 (2 b)^2 ~ 2 d b` weights and as many multiply-adds, against
+    the few `d` of `circulant_matmul_dft`: a larger file, but a dozen ops where
+    that form has about fifty. `r` must be a NumPy array, or a constant or
+    variable whose value is read when the graph is traced (the kernels are
+    constants): the form is meant for conversion, where weights are fixed.
+
+    Args:
+        x: Float tensor of shape `(..., n)` with `n <= d`; a shorter input is
+            zero-padded to `d` (folded into the first product).
+        r: Real vector of length `d`, the first column of the circulant matrix.
+
+    Returns:
+        A tensor of shape `(..., d)` in the dtype of `x`.
+    """
+    r = r if isinstance(r, np.ndarray) else _constant_value(r)
+    if r is None or r.ndim != 1:
+        raise ValueError(
+            "`r` must be a vector whose value is known when the graph is traced "
+            "(a NumPy array, constant or variable)."
+        )
+    x = tf.convert_to_tensor(x)
+    d, n = len(r), x.shape[-1]
+    if n is None or n > d:
+        raise ValueError(
+            f"The last axis of `x` must be known and at most len(r)={d}. Received: x.shape={x.shape}"
+        )
+    dtype = x.dtype
+    x = tf.cast(x, _work_dtype(dtype))
+    a, b = block_split(d)
+    channels = 2 * (a // 2 + 1)
+    rows = -(-n // b)  # rows of the [a, b] view the input reaches; the rest are zero
+    forward, grouped, inverse = (tf.constant(w, x.dtype) for w in _block_weights(r))
+    shape = tf.shape(x)
+    if rows * b != n:
+        x = tf.pad(x, [[0, 0]] * (x.shape.rank - 1) + [[0, rows * b - n]])
+    y = tf.transpose(tf.reshape(x, [-1, rows, b]), [0, 2, 1])
+    y = tf.matmul(tf.reshape(y, [-1, rows]), forward[:rows])  # [(N, q), (k1, part)]
+    y = tf.transpose(tf.reshape(y, [-1, b, channels]), [0, 2, 1])
+    y = tf.nn.conv2d(tf.reshape(y, [-1, 1, 1, channels * b]), grouped, 1, "VALID")  # [N, 1, 1, (k1, part, q)]
+    y = tf.transpose(tf.reshape(y, [-1, channels, b]), [0, 2, 1])
+    y = tf.matmul(tf.reshape(y, [-1, channels]), inverse)  # [(N, q), p]
+    y = tf.transpose(tf.reshape(y, [-1, b, a]), [0, 2, 1])
+    return tf.cast(tf.reshape(y, tf.concat([shape[:-1], [d]], 0)), dtype)

@@ -6,7 +6,7 @@ import tensorflow as tf
 from keras_fried.ops.builtin_mode import builtin_ops_only_active
 from keras_fried.ops.fwht import fwht
 from keras_fried.ops.fwht import hadamard_factors
-from keras_fried.ops.fwht import hadamard_factor
+from keras_fried.ops.fwht import hadamard_factor_array
 from keras_fried.ops.fwht import hadamard_steps
 
 
@@ -74,6 +74,97 @@ def fastfood_transform(
     return y
 
 
+def _lean_layouts(factors):
+    """The layouts the lean form leaves its first Hadamard transform in, and starts its second from."""
+    k = len(factors)
+    return list(range(1, k)) + [0], [k - 1] + list(range(k - 1))
+
+
+def structured_permutation(d, axis_permutations, shift):
+    """A permutation of `0 .. d - 1` that the TFLite form applies without a GATHER.
+
+    View the `d` indices as the grid of the Hadamard factors
+    `hadamard_factors(d) = [f1, ..., fk]` (axis 1 slowest). The permutation
+    permutes each grid axis (`axis_permutations[i]`, a permutation of
+    `0 .. fi - 1`), lays the grid out with its axes in the order
+    `(2, ..., k, 1)` (where the first transform's last matrix product leaves
+    them), shifts that flat order cyclically by `shift` places (position `q`
+    takes the value at `q + shift`) and reads the result as a grid laid out
+    in the order `(k, 1, ..., k - 1)` (where the second transform starts). In the lean
+    form (`builtin_ops_only()`) the axis permutations fold into the first
+    transform's factor matrices and the layouts into its transposes, so the
+    whole permutation costs two slices and a concatenation. An odd `shift`
+    mixes every axis through the carries of the shifted index.
+
+    Returns:
+        An int64 NumPy array `p`; `fastfood_transform` reads `(P z)_j = z_{p[j]}`.
+    """
+    factors = hadamard_factors(d)
+    if len(axis_permutations) != len(factors) or any(
+        sorted(np.asarray(p).tolist()) != list(range(f)) for p, f in zip(axis_permutations, factors)
+    ):
+        raise ValueError(
+            f"`axis_permutations` must hold one permutation of each factor of {factors} "
+            f"(d={d}). Received: axis_permutations={axis_permutations!r}"
+        )
+    first, second = _lean_layouts(factors)
+    grid = np.meshgrid(*[np.asarray(p) for p in axis_permutations], indexing="ij")
+    on_axes = np.ravel_multi_index(grid, factors).reshape(d)
+    permutation = np.empty(d, np.int64)
+    permutation[_natural_index(factors, second)] = on_axes[
+        _natural_index(factors, first)[(np.arange(d) + int(shift)) % d]
+    ]
+    return permutation
+
+
+def structured_parts(permutation):
+    """`(axis_permutations, shift)` whose `structured_permutation` is `permutation`, or None."""
+    permutation = np.asarray(permutation)
+    d = len(permutation)
+    factors = hadamard_factors(d)
+    first, second = _lean_layouts(factors)
+    stored_first = _natural_index(factors, first)
+    # target[:, q]: the grid coordinates that stored position q of the shifted
+    # values must come from; source(shift)[:, q]: where they do come from.
+    target = np.stack(np.unravel_index(permutation[_natural_index(factors, second)], factors))
+    positions = np.arange(d)
+    # Axis 0 of the grid first, for every shift at once: the positions whose
+    # target on axis 0 equals position 0's must all share one source on axis 0.
+    same = np.flatnonzero(target[0] == target[0, 0])
+    axis0 = np.unravel_index(stored_first, factors)[0]
+    chunk = max(1, 2**22 // len(same))  # shifts per step: at most 4M entries at once
+    candidates = []
+    for shifts in np.array_split(positions, -(-d // chunk)):
+        sources = axis0[(same[None, :] + shifts[:, None]) % d]
+        candidates.extend(shifts[(sources == sources[:, :1]).all(axis=1)])
+    for shift in candidates:
+        source = np.stack(np.unravel_index(stored_first[(positions + shift) % d], factors))
+        axis_permutations = [np.zeros(f, np.int64) for f in factors]
+        for p, axis_source, axis_target in zip(axis_permutations, source, target):
+            p[axis_source] = axis_target
+        # A consistent map on every axis is the structure (one source, one target).
+        if all(np.array_equal(p[s], t) for p, s, t in zip(axis_permutations, source, target)):
+            return axis_permutations, int(shift)
+    return None
+
+
+def _constant_value(tensor):
+    """The NumPy value of a constant or variable (also while tracing), else None."""
+    value = tf.get_static_value(tensor)
+    if value is None and hasattr(tensor, "numpy"):
+        with tf.init_scope():
+            value = np.asarray(tensor.numpy())
+    return value
+
+
+def _shared_structure(permutation):
+    """`structured_parts` of the permutation every block shares, or None."""
+    value = _constant_value(permutation)
+    if value is None or not (value == value[:1]).all():
+        return None
+    return structured_parts(value[0])
+
+
 def _natural_index(factors, layout):
     """The natural index of the value at each stored position of a layout.
 
@@ -95,6 +186,12 @@ def _fastfood_lean(x, sign, gaussian, permutation, scaling, scale, units):
     fills the first `ceil(n / f2)` rows of its `[f1, f2]` view: the first
     product runs on those rows alone and the second uses the matching rows of
     `H_f1`, so no PAD op is needed when `f2` divides `n`.
+
+    When every block shares one `structured_permutation`, there is no GATHER
+    (which the interpreter runs element by element, and which XNNPACK does not
+    take, splitting the graph): its axis permutations fold into the first
+    transform's matrices and the rest is a cyclic shift, two slices and a
+    concatenation.
     """
     num_blocks, d = sign.shape
     n = x.shape[-1]
@@ -105,25 +202,36 @@ def _fastfood_lean(x, sign, gaussian, permutation, scaling, scale, units):
     if rows * last != n:
         x = tf.pad(x, [[0, 0]] * (x.shape.rank - 1) + [[0, rows * last - n]])
     y = tf.expand_dims(x, -2) * sign[:, : rows * last]  # (..., m, rows * last)
+    structure = _shared_structure(permutation)
+    # Permuting the outputs of an axis's product permutes its matrix's columns.
+    columns = structure[0] if structure is not None else [np.arange(f) for f in factors]
+    matrices = [tf.constant(hadamard_factor_array(f, True)[:, p], y.dtype) for f, p in zip(factors, columns)]
 
     # H B x.
     if k == 2:
-        y = tf.matmul(tf.reshape(y, [-1, last]), hadamard_factor(last, True, y.dtype))
+        y = tf.matmul(tf.reshape(y, [-1, last]), matrices[1])
         y = tf.transpose(tf.reshape(y, [-1, rows, last]), [0, 2, 1])
-        y = tf.matmul(tf.reshape(y, [-1, rows]), hadamard_factor(factors[0], True, y.dtype)[:rows])
-        y, first_layout = tf.reshape(y, [-1, d]), [1, 0]
+        y = tf.matmul(tf.reshape(y, [-1, rows]), matrices[0][:rows])
+        y = tf.reshape(y, [-1, d])
     else:
-        y, first_layout = hadamard_steps(tf.reshape(y, [-1, d]), factors, range(k), True)
+        y, _ = hadamard_steps(tf.reshape(y, [-1, d]), factors, range(k), True, matrices)
+    first_layout, second_layout = _lean_layouts(factors)
 
-    # G P. Position q of the gather's output holds natural index natural[q] of
-    # P H B x, that is (H B x)[P[natural[q]]], which the first product left at
-    # position where_stored[P[natural[q]]].
-    second_layout = [k - 1] + list(range(k - 1))
+    # G P, written in the layout that makes the second transform end in
+    # natural order: position q holds natural index natural[q] of G P H B x.
     natural = _natural_index(factors, second_layout)
-    where_stored = np.argsort(_natural_index(factors, first_layout))
-    indices = tf.gather(tf.constant(where_stored, permutation.dtype), tf.gather(permutation, natural, axis=1))
-    indices += tf.range(num_blocks, dtype=permutation.dtype)[:, None] * d
-    y = tf.gather(tf.reshape(y, [-1, num_blocks * d]), tf.reshape(indices, [-1]), axis=-1)
+    if structure is not None:
+        shift = structure[1]
+        if shift:
+            y = tf.concat([y[:, shift:], y[:, :shift]], axis=1)
+        y = tf.reshape(y, [-1, num_blocks * d])
+    else:
+        # Position q of the gather's output holds (H B x)[P[natural[q]]], which
+        # the first product left at position where_stored[P[natural[q]]].
+        where_stored = np.argsort(_natural_index(factors, first_layout))
+        indices = tf.gather(tf.constant(where_stored, permutation.dtype), tf.gather(permutation, natural, axis=1))
+        indices += tf.range(num_blocks, dtype=permutation.dtype)[:, None] * d
+        y = tf.gather(tf.reshape(y, [-1, num_blocks * d]), tf.reshape(indices, [-1]), axis=-1)
     y = y * tf.reshape(tf.gather(gaussian, natural, axis=1), [-1])
 
     # H, ending in natural order; then S and the scale (the factors are

@@ -67,11 +67,14 @@ def _check_last_axis(d, argument="x"):
         )
 
 
-def hadamard_factor(f, normalize, dtype):
+def hadamard_factor_array(f, normalize):
+    """The `f x f` Sylvester Hadamard matrix as a NumPy array, divided by `sqrt(f)` if `normalize`."""
     h = _sylvester(f)
-    if normalize:
-        h = h / math.sqrt(f)  # the factors' scales multiply to 1/sqrt(d)
-    return tf.constant(h, dtype=dtype)
+    return h / math.sqrt(f) if normalize else h  # the factors' scales multiply to 1/sqrt(d)
+
+
+def hadamard_factor(f, normalize, dtype):
+    return tf.constant(hadamard_factor_array(f, normalize), dtype=dtype)
 
 
 def rotate_last_axis(y, d, f):
@@ -79,19 +82,22 @@ def rotate_last_axis(y, d, f):
     return tf.reshape(tf.transpose(tf.reshape(y, [-1, d // f, f]), [0, 2, 1]), [-1, d])
 
 
-def hadamard_steps(y, factors, layout, normalize):
+def hadamard_steps(y, factors, layout, normalize, matrices=None):
     """Multiplies every Kronecker axis of `(n, d)` values by its factor, the last stored one first.
 
     `layout` lists the axes of `H_f1 (x) H_f2 (x) ...` (0 = f1) in the order in
     which they are stored. The stored last axis is multiplied (FULLY_CONNECTED),
     then rotated to the front (TRANSPOSE) while axes remain; the final rotation
-    is left out. Returns the result and the layout it is stored in.
+    is left out. `matrices`, if given, holds one `[f, f]` matrix per Kronecker
+    axis to multiply by instead of its Hadamard factor. Returns the result and
+    the layout it is stored in.
     """
     d = y.shape[-1]
     layout = list(layout)
     for step in range(len(factors)):
         f = factors[layout[-1]]
-        y = tf.reshape(tf.matmul(tf.reshape(y, [-1, f]), hadamard_factor(f, normalize, y.dtype)), [-1, d])
+        h = hadamard_factor(f, normalize, y.dtype) if matrices is None else matrices[layout[-1]]
+        y = tf.reshape(tf.matmul(tf.reshape(y, [-1, f]), h), [-1, d])
         if step < len(factors) - 1:
             y = rotate_last_axis(y, d, f)
             layout = [layout[-1]] + layout[:-1]

@@ -96,3 +96,64 @@ def test_short_input_is_zero_padded():
     y = fastfood_transform(tf.constant(x), *map(tf.constant, blocks))
     expected = np.pad(x, [(0, 0), (0, 12)]) @ fastfood_matrix(*blocks, scale=1.0).T
     assert max_relative_error(y.numpy(), expected) < 1e-12
+
+
+def _structured_reference(factors, axis_permutations, shift):
+    """structured_permutation from its definition, with NumPy array moves."""
+    k, d = len(factors), int(np.prod(factors))
+    first, second = list(range(1, k)) + [0], [k - 1] + list(range(k - 1))
+    grid = np.arange(d).reshape(factors)[np.ix_(*axis_permutations)]
+    stored = np.roll(grid.transpose(first).ravel(), -shift)
+    return stored.reshape([factors[i] for i in second]).transpose(np.argsort(second)).ravel()
+
+
+@pytest.mark.parametrize("d", [2, 16, 64, 1024, 2048])
+def test_structured_permutation_matches_its_definition(d):
+    from keras_fried.ops import hadamard_factors
+    from keras_fried.ops import structured_permutation
+    from keras_fried.ops.fastfood import structured_parts
+
+    rng = np.random.default_rng(d)
+    factors = hadamard_factors(d)
+    axis_permutations = [rng.permutation(f) for f in factors]
+    shift = 2 * int(rng.integers(d // 2)) + 1
+    permutation = structured_permutation(d, axis_permutations, shift % d)
+    np.testing.assert_array_equal(permutation, _structured_reference(factors, axis_permutations, shift % d))
+    # The lean form recovers the parts from the indices alone.
+    parts, found_shift = structured_parts(permutation)
+    np.testing.assert_array_equal(structured_permutation(d, parts, found_shift), permutation)
+    if d >= 64:  # small d: every permutation is structured (one grid axis)
+        assert structured_parts(rng.permutation(d)) is None
+
+
+def test_structured_permutation_bad_parts():
+    from keras_fried.ops import structured_permutation
+
+    with pytest.raises(ValueError, match=r"axis_permutations.*\[32, 32\]"):
+        structured_permutation(1024, [np.arange(32)], 1)
+    with pytest.raises(ValueError, match="axis_permutations"):
+        structured_permutation(1024, [np.arange(32), np.zeros(32, int)], 1)
+
+
+@pytest.mark.parametrize("m, n, d, units", [(1, 800, 1024, 1000), (2, 1500, 2048, 2500), (3, 10, 16, 40)])
+def test_lean_form_with_structured_permutation_gathers_no_data(m, n, d, units):
+    from keras_fried.ops import builtin_ops_only
+    from keras_fried.ops import hadamard_factors
+    from keras_fried.ops import structured_permutation
+
+    rng = np.random.default_rng(n)
+    sign, gaussian, _, scaling = [b.astype(np.float32) for b in _random_blocks(m, d, rng)]
+    shared = structured_permutation(d, [rng.permutation(f) for f in hadamard_factors(d)], 7)
+    permutation = np.tile(shared, (m, 1)).astype(np.int32)
+    x = rng.standard_normal((2, n)).astype(np.float32)
+    with builtin_ops_only():
+        lean = tf.function(lambda x: fastfood_transform(x, sign, gaussian, tf.constant(permutation), scaling,
+                                                        scale=0.3, units=units))
+        y = lean(x)
+    # The one gather left reorders the constant G (folded in TFLite: tests/test_tflite.py).
+    gathers = [op for op in lean.get_concrete_function(x).graph.get_operations() if op.type == "GatherV2"]
+    assert len(gathers) == 1 and gathers[0].inputs[0].op.type == "Const", gathers
+    padded = np.pad(x.astype(np.float64), [(0, 0), (0, d - n)])
+    blocks = (sign.astype(np.float64), gaussian.astype(np.float64), permutation, scaling.astype(np.float64))
+    expected = (padded @ fastfood_matrix(*blocks, scale=0.3).T)[..., :units]
+    assert max_relative_error(y.numpy(), expected) < 1e-5
