@@ -46,7 +46,7 @@ from keras_fried import tflite  # noqa: E402
 SIZES = {"800 -> 500 / 1024": (800, 500, 1024), "1024 -> 1024": (1024, 1024, 1024),
          "4096 -> 4096": (4096, 4096, 4096)}
 SETTINGS = [(1, True), (2, True), (1, False), (2, False)]  # (threads, XNNPACK)
-QUICK_LAYERS = ("Dense", "AdaptiveFastfood", "Circulant")
+QUICK_LAYERS = ("Dense", "AdaptiveFastfood", "AdaptiveFastfood, structured P", "Circulant")
 
 # Runs in the fresh process: reads {"files", "settings", "runs", "repeats"} as
 # JSON on stdin, prints {file: {setting: [median of each round]}}.
@@ -90,6 +90,8 @@ def heads(d_in, dense_units, fried_units):
     return {
         "Dense": lambda: [keras.layers.Dense(dense_units, **relu)],
         "AdaptiveFastfood": lambda: [layers.AdaptiveFastfood(fried_units, seed=0, **relu)],
+        "AdaptiveFastfood, structured P": lambda: [
+            layers.AdaptiveFastfood(fried_units, seed=0, structured_permutation=True, **relu)],
         "Fastfood (linear) + ReLU": lambda: [layers.Fastfood(fried_units, output_mode="linear", seed=0),
                                              keras.layers.ReLU()],
         "Circulant": lambda: [layers.Circulant(fried_units, seed=0, **relu)],
@@ -107,7 +109,7 @@ def mnist_networks():
     from mnist_deep_fried import build_model
 
     return {name: (lambda name=name: build_model(name, "none", seed=0)) for name in
-            ("reference", "adaptive-fastfood-1024", "circulant-1024")}
+            ("reference", "adaptive-fastfood-1024", "adaptive-fastfood-1024-structured", "circulant-1024")}
 
 
 def convert_all(models, folder, calibration):

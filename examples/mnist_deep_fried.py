@@ -61,6 +61,9 @@ PAPER = {
 # The package's other trainable layers in the same place (no paper numbers):
 # `--models` can add them, e.g. to check that they train under the paper's solver.
 OTHER_LAYERS = {
+    # AdaptiveFastfood with the permutation that TFLite runs without a GATHER.
+    "adaptive-fastfood-1024-structured": lambda **kw: keras_fried.layers.AdaptiveFastfood(
+        1024, structured_permutation=True, **kw),
     "circulant-1024": lambda **kw: keras_fried.layers.Circulant(1024, **kw),
     "sketch-dense-500-rank-20": lambda **kw: keras_fried.layers.SketchDense(500, rank=20, **kw),
     "low-rank-dense-500-rank-20": lambda **kw: keras_fried.layers.LowRankDense(500, rank=20, **kw),

@@ -139,6 +139,28 @@ def test_static_batch_leaves_no_shape_arithmetic():
     assert "SHAPE" in _op_names(dynamic)
 
 
+@pytest.mark.parametrize("quantize", [None, "int8"])
+def test_lean_fried_heads_at_the_paper_size(quantize):
+    # The two fried heads of the MNIST network (800 inputs, 1024 features) in a
+    # handful of ops that XNNPACK takes whole: no GATHER, no shape arithmetic.
+    data = np.random.default_rng(5).standard_normal((64, 800)).astype("float32")
+    heads = {"AdaptiveFastfood": layers.AdaptiveFastfood(1024, activation="relu", seed=0, structured_permutation=True),
+             "Circulant": layers.Circulant(1024, activation="relu", seed=0)}
+    for name, head in heads.items():
+        model = keras.Sequential([keras.Input((800,)), head, keras.layers.Dense(10)])
+        flatbuffer = tflite.convert(model, quantize, representative_data=data)
+        ops = _op_names(flatbuffer)
+        report = tflite.verify(model, flatbuffer, data[:8])
+        assert not {"GATHER", "SHAPE", "PAD", "BATCH_MATMUL"} & set(ops), (name, ops)
+        assert report["float_ops"] == [] and report["non_builtin_ops"] == []
+        scale = np.abs(np.asarray(model(data[:8]))).max()
+        assert report["max_abs_error"] <= (1e-4 if quantize is None else 0.1) * scale
+        if name == "AdaptiveFastfood":  # the permutation: a cyclic shift, its axis permutations folded
+            assert ops.count("STRIDED_SLICE") == 2 and ops.count("CONCATENATION") == 1, ops
+        else:  # three products (one a grouped CONV_2D) and the transposes between them
+            assert ops.count("CONV_2D") == 1 and len(ops) <= 16, ops  # the DFT form: about 50
+
+
 def test_static_batch_size_other_than_one():
     model, shape = _model("AdaptiveFastfood")
     inputs = np.random.default_rng(3).standard_normal((8,) + shape).astype("float32")

@@ -2,6 +2,7 @@
 
 from keras_fried.ops.builtin_mode import builtin_ops_only
 from keras_fried.ops.circulant import circulant_matmul
+from keras_fried.ops.circulant import circulant_matmul_blocks
 from keras_fried.ops.circulant import circulant_matmul_dft
 from keras_fried.ops.circulant import circulant_product
 from keras_fried.ops.fastfood import fastfood_transform
@@ -17,6 +18,7 @@ from keras_fried.ops.sketch import sketch_dense
 __all__ = [
     "builtin_ops_only",
     "circulant_matmul",
+    "circulant_matmul_blocks",
     "circulant_matmul_dft",
     "circulant_product",
     "fastfood_transform",

@@ -3,6 +3,9 @@
 import contextlib
 import threading
 
+import numpy as np
+import tensorflow as tf
+
 _state = threading.local()
 
 
@@ -29,3 +32,16 @@ def builtin_ops_only():
 
 def builtin_ops_only_active():
     return getattr(_state, "active", False)
+
+
+def constant_value(tensor):
+    """The NumPy value of a constant or variable, also while a graph is traced; None for other tensors.
+
+    The builtin-op forms fold weights into the constants of their products,
+    which TFLite conversion (where every weight is fixed) allows.
+    """
+    value = tf.get_static_value(tensor)
+    if value is None and hasattr(tensor, "numpy"):
+        with tf.init_scope():
+            value = np.asarray(tensor.numpy())
+    return value

@@ -7,6 +7,7 @@ import numpy as np
 import tensorflow as tf
 
 from keras_fried.ops.builtin_mode import builtin_ops_only_active
+from keras_fried.ops.builtin_mode import constant_value
 from keras_fried.ops.complex_input import transform_parts
 
 
@@ -20,7 +21,7 @@ def circulant_product(x, r):
     """
     x = tf.convert_to_tensor(x)
     if builtin_ops_only_active():
-        value = _constant_value(r)
+        value = constant_value(r)
         if value is not None and value.ndim == 1 and blocks_fit(len(value)) and not x.dtype.is_complex:
             return circulant_matmul_blocks(x, value)
     d = r.shape[-1]
@@ -29,15 +30,6 @@ def circulant_product(x, r):
     if builtin_ops_only_active():
         return circulant_matmul_dft(x, r)
     return circulant_matmul(x, r)
-
-
-def _constant_value(tensor):
-    """The NumPy value of a constant or variable (also while tracing), else None."""
-    value = tf.get_static_value(tensor)
-    if value is None and hasattr(tensor, "numpy"):
-        with tf.init_scope():
-            value = np.asarray(tensor.numpy())
-    return value
 
 
 def _work_dtype(dtype):
@@ -212,9 +204,10 @@ def block_split(d):
 
 
 def blocks_fit(d):
-    """Whether the middle weights of `circulant_matmul_blocks` (`(a // 2 + 1) (2 b)^2`) are <= `d^2 / 8`."""
+    """Whether the weights of `circulant_matmul_blocks` are at most `d^2 / 8`, an eighth of a dense matrix."""
     a, b = block_split(d)
-    return (a // 2 + 1) * 4 * b * b * 8 <= d * d
+    channels = 2 * (a // 2 + 1)
+    return (2 * a * channels + channels // 2 * (2 * b) ** 2) * 8 <= d * d
 
 
 def _block_weights(r):
@@ -274,7 +267,7 @@ def circulant_matmul_blocks(x, r):
     Returns:
         A tensor of shape `(..., d)` in the dtype of `x`.
     """
-    r = r if isinstance(r, np.ndarray) else _constant_value(r)
+    r = r if isinstance(r, np.ndarray) else constant_value(r)
     if r is None or r.ndim != 1:
         raise ValueError(
             "`r` must be a vector whose value is known when the graph is traced "

@@ -4,6 +4,7 @@ import numpy as np
 import tensorflow as tf
 
 from keras_fried.ops.builtin_mode import builtin_ops_only_active
+from keras_fried.ops.builtin_mode import constant_value
 from keras_fried.ops.fwht import fwht
 from keras_fried.ops.fwht import hadamard_factors
 from keras_fried.ops.fwht import hadamard_factor_array
@@ -148,18 +149,9 @@ def structured_parts(permutation):
     return None
 
 
-def _constant_value(tensor):
-    """The NumPy value of a constant or variable (also while tracing), else None."""
-    value = tf.get_static_value(tensor)
-    if value is None and hasattr(tensor, "numpy"):
-        with tf.init_scope():
-            value = np.asarray(tensor.numpy())
-    return value
-
-
 def _shared_structure(permutation):
     """`structured_parts` of the permutation every block shares, or None."""
-    value = _constant_value(permutation)
+    value = constant_value(permutation)
     if value is None or not (value == value[:1]).all():
         return None
     return structured_parts(value[0])

@@ -284,3 +284,40 @@ def test_bad_inner_dropout(rate):
 def test_inner_dropout_in_config():
     layer = AdaptiveFastfood(8, inner_dropout=0.5, seed=1)
     assert AdaptiveFastfood.from_config(layer.get_config()).inner_dropout == 0.5
+
+
+@pytest.mark.parametrize("cls_name", ["AdaptiveFastfood", "Fastfood"])
+@pytest.mark.parametrize("input_dim, units", [(800, 1024), (16, 50)])
+def test_structured_permutation(cls_name, input_dim, units):
+    from keras_fried import layers as fried_layers
+    from keras_fried.ops import hadamard_factors
+    from keras_fried.ops.fastfood import structured_parts
+
+    make = getattr(fried_layers, cls_name)
+    x = np.random.default_rng(0).standard_normal((3, input_dim)).astype("float32")
+    structured, plain = make(units, seed=5, structured_permutation=True), make(units, seed=5)
+    structured(x), plain(x)
+    # The same diagonals as the layer of the same seed; one structured permutation shared by the blocks.
+    for name in ("sign", "gaussian", "scaling"):
+        np.testing.assert_array_equal(np.asarray(getattr(structured, name)), np.asarray(getattr(plain, name)))
+    permutation = np.asarray(structured.permutation)
+    assert (permutation == permutation[:1]).all()
+    parts = structured_parts(permutation[0])
+    assert parts is not None
+    if len(hadamard_factors(structured.padded_dim)) > 1:  # one factor: any permutation is structured
+        assert parts[1] % 2 == 1
+        assert not np.array_equal(permutation, np.asarray(plain.permutation))
+    if cls_name == "AdaptiveFastfood":
+        assert max_relative_error(np.asarray(structured(x)), _reference(structured, x)) < RTOL
+    config = structured.get_config()
+    assert config["structured_permutation"] is True
+    np.testing.assert_array_equal(np.asarray(make.from_config(config)(x)), np.asarray(structured(x)))
+
+
+@pytest.mark.parametrize("cls_name", ["AdaptiveFastfood", "Fastfood"])
+@pytest.mark.parametrize("value", [1, "yes", None])
+def test_bad_structured_permutation(cls_name, value):
+    from keras_fried import layers as fried_layers
+
+    with pytest.raises(ValueError, match=f"structured_permutation.*Received: structured_permutation={value!r}"):
+        getattr(fried_layers, cls_name)(8, structured_permutation=value)

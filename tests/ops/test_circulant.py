@@ -126,3 +126,44 @@ def test_complex_inputs_transform_real_and_imaginary_parts(op, dtype, rtol):
 def test_complex_first_column_is_refused(op):
     with pytest.raises(TypeError, match="must be real. Received: r.dtype=complex"):
         op(np.ones((2, 4), np.float32), np.ones(4) * (1 + 1j))
+
+
+@pytest.mark.parametrize("d, n", [(6, 6), (100, 67), (1000, 1000), (1024, 800), (1536, 1024), (2048, 2048)])
+def test_block_form_matches_explicit_circulant(d, n):
+    from keras_fried.ops.circulant import circulant_matmul_blocks
+
+    rng = np.random.default_rng(d + n)
+    x = rng.standard_normal((2, 3, n)).astype(np.float32)
+    r = rng.standard_normal(d)
+    y = circulant_matmul_blocks(x, tf.Variable(r.astype(np.float32))).numpy()
+    padded = np.pad(x.astype(np.float64), [(0, 0), (0, 0), (0, d - n)])
+    assert y.shape == (2, 3, d) and y.dtype == np.float32
+    assert max_relative_error(y, padded @ scipy.linalg.circulant(r).T) < RTOL
+
+
+def test_block_form_bad_arguments():
+    from keras_fried.ops.circulant import circulant_matmul_blocks
+
+    with pytest.raises(ValueError, match="`r` must be a vector"):
+        circulant_matmul_blocks(np.zeros((2, 8), np.float32), np.zeros((2, 8)))
+    with pytest.raises(ValueError, match=r"at most len\(r\)=8.*x.shape=\(2, 9\)"):
+        circulant_matmul_blocks(np.zeros((2, 9), np.float32), np.zeros(8))
+
+
+def test_product_zero_pads_and_picks_the_block_form_where_it_fits():
+    from keras_fried.ops import builtin_ops_only
+    from keras_fried.ops import circulant_product
+    from keras_fried.ops.circulant import blocks_fit
+
+    assert blocks_fit(1024) and blocks_fit(1000) and not blocks_fit(100) and not blocks_fit(2 * 509)
+    rng = np.random.default_rng(5)
+    for d, block_form in ((1024, True), (100, False)):
+        x = rng.standard_normal((2, d - 10)).astype(np.float32)
+        r = tf.Variable(rng.standard_normal(d).astype(np.float32))
+        expected = np.pad(x, [(0, 0), (0, 10)]).astype(np.float64) @ scipy.linalg.circulant(r.numpy()).T
+        assert max_relative_error(circulant_product(x, r).numpy(), expected) < RTOL
+        with builtin_ops_only():
+            product = tf.function(lambda x: circulant_product(x, r))
+            assert max_relative_error(product(x).numpy(), expected) < RTOL
+        graph_ops = {op.type for op in product.get_concrete_function(x).graph.get_operations()}
+        assert ("Conv2D" in graph_ops) == block_form, graph_ops
