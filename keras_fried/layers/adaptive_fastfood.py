@@ -76,8 +76,9 @@ class AdaptiveFastfood(DenseLikeLayer):
             Hadamard transform's factor grid and an odd cyclic shift
             (`keras_fried.ops.structured_permutation`) instead of a uniformly
             random one. The TFLite form then needs no GATHER, which XNNPACK
-            does not run: the int8 layer is about twice as fast on the
-            interpreter (docs/tflite.md), at the accuracy measured there.
+            does not run: at d = 1024 the layer ran 1.5x faster in int8 and
+            1.7x in float32 on the interpreter (docs/tflite.md, with the
+            accuracy on MNIST).
         **kwargs: Base layer arguments (`name`, `dtype`, `trainable`, ...).
 
     Input shape:
