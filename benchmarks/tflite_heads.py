@@ -5,7 +5,8 @@ Each model is `Input(d_in) -> layer + ReLU -> Dense(10)`, converted with
 800 -> Dense(500) against the fried layers at 1024 features (the paper's MNIST
 head), 1024 -> 1024 and 4096 -> 4096; plus the whole MNIST network of the main
 example (convolutions included; untrained weights, which do not change the
-time). Compression settings as in `benchmarks/layers.py`: LowRankDense rank
+time; the biases are drawn at random, since the converter drops the ADD of
+a zero bias). Compression settings as in `benchmarks/layers.py`: LowRankDense rank
 min/8, SketchDense rank min/16 with 2 sketches, HashedDense with 1/8 of the
 kernel's weights as buckets; Fastfood with linear output and a ReLU after it.
 
@@ -86,7 +87,8 @@ print(json.dumps(results))
 
 def heads(d_in, dense_units, fried_units):
     small = min(d_in, dense_units)
-    relu = {"activation": "relu"}
+    # Nonzero biases, as after training: the converter drops the ADD of a zero bias.
+    relu = {"activation": "relu", "bias_initializer": "random_normal"}
     return {
         "Dense": lambda: [keras.layers.Dense(dense_units, **relu)],
         "AdaptiveFastfood": lambda: [layers.AdaptiveFastfood(fried_units, seed=0, **relu)],
@@ -105,10 +107,20 @@ def head_model(d_in, make):
     return keras.Sequential([keras.Input((d_in,)), *make(), keras.layers.Dense(10)])
 
 
+def with_random_biases(model):
+    """`model` with every bias drawn from N(0, 0.1^2), as after training (a zero one is folded away)."""
+    rng = np.random.default_rng(0)
+    for layer in model.layers:
+        bias = getattr(layer, "bias", None)
+        if bias is not None:
+            bias.assign(rng.normal(0.0, 0.1, bias.shape).astype("float32"))
+    return model
+
+
 def mnist_networks():
     from mnist_deep_fried import build_model
 
-    return {name: (lambda name=name: build_model(name, "none", seed=0)) for name in
+    return {name: (lambda name=name: with_random_biases(build_model(name, "none", seed=0))) for name in
             ("reference", "adaptive-fastfood-1024", "adaptive-fastfood-1024-structured", "circulant-1024")}
 
 
