@@ -20,7 +20,11 @@ def builtin_ops_only():
     - the FWHT applies every Hadamard factor as a product on the last axis
       between transposes, instead of a broadcast batch product `H @ x`, whose
       int8 BATCH_MATMUL kernel gave outputs unrelated to the float model
-      (measured with LiteRT 2.3), while TRANSPOSE + FULLY_CONNECTED quantise well.
+      (measured with LiteRT 2.3), while TRANSPOSE + FULLY_CONNECTED quantise well;
+    - a Fastfood permutation made by `structured_permutation` becomes slices and
+      a concatenation, and a circulant product of a size where it pays becomes
+      `circulant_matmul_blocks`. Both read the weights' values when the graph is
+      traced and fold them into constants: trace for conversion, not training.
     """
     previous = getattr(_state, "active", False)
     _state.active = True
