@@ -20,16 +20,15 @@ def circulant_product(x, r):
     padding is folded into the block form; the others pad first.
     """
     x = tf.convert_to_tensor(x)
-    if builtin_ops_only_active():
+    builtin = builtin_ops_only_active()
+    if builtin and not x.dtype.is_complex:
         value = constant_value(r)
-        if value is not None and value.ndim == 1 and blocks_fit(len(value)) and not x.dtype.is_complex:
+        if value is not None and value.ndim == 1 and blocks_fit(len(value)):
             return circulant_matmul_blocks(x, value)
     d = r.shape[-1]
     if x.shape[-1] is not None and d is not None and x.shape[-1] < d:
         x = tf.pad(x, [[0, 0]] * (x.shape.rank - 1) + [[0, d - x.shape[-1]]])
-    if builtin_ops_only_active():
-        return circulant_matmul_dft(x, r)
-    return circulant_matmul(x, r)
+    return circulant_matmul_dft(x, r) if builtin else circulant_matmul(x, r)
 
 
 def _work_dtype(dtype):
