@@ -8,11 +8,13 @@ convolutions; or loads it from --model), then replaces its 800 -> 500 layer:
 - every dense-like kind of keras_fried, started from random and from data
   (`fry(..., data=...)` on --fry-images training images);
 
-and fine-tunes each (Adam from --learning-rate, default 2.5e-3, with a cosine
+and fine-tunes each (Adam, the rate rising linearly from 0 to --learning-rate,
+default 2.5e-3, over the first --warmup (a tenth) of the steps, then a cosine
 decay to zero) for 1, 2, ... --epochs epochs, each length a fine-tuning of its
-own, reporting the test error after 0, 1, 2, ... epochs (mean +- sd over --seeds:
-the seed of the new layer and of the fine-tuning), parameters, the FC layer's
-parameters, the int8 TFLite size and the fine-tuning time. With
+own, reporting the test error after 0, 1, 2, ... epochs (mean +- sd over
+--seeds: the seed of the new layer and of the fine-tuning), parameters, the FC
+layer's parameters, the int8 TFLite size and the fine-tuning time. The
+fine-tunings run side by side in --workers processes of one thread each. With
 --scratch-results (a results.json of the main job) the table ends with the
 deep fried network trained from scratch.
 
@@ -102,7 +104,12 @@ def fine_tune(name, start, seed, reference, args, train, test):
         keras.utils.set_random_seed(seed)
         tuned = keras.models.clone_model(fried)
         tuned.set_weights(fried.get_weights())
-        schedule = keras.optimizers.schedules.CosineDecay(args.learning_rate, decay_steps=epochs * steps)
+        warmup = int(args.warmup * epochs * steps)
+        if warmup:  # linear from 0: a fitted start is not thrown away by the first large steps
+            schedule = keras.optimizers.schedules.CosineDecay(0.0, epochs * steps - warmup, warmup_steps=warmup,
+                                                              warmup_target=args.learning_rate)
+        else:
+            schedule = keras.optimizers.schedules.CosineDecay(args.learning_rate, decay_steps=epochs * steps)
         tuned.compile(keras.optimizers.Adam(schedule), "sparse_categorical_crossentropy", metrics=["accuracy"])
         begin = time.time()
         tuned.fit(pipeline(*train, args, seed, training=True), steps_per_epoch=steps, epochs=epochs,
@@ -202,6 +209,8 @@ def main(argv=None):
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--epochs", type=int, default=2, help="fine-tuning epochs")
     parser.add_argument("--learning-rate", type=float, default=2.5e-3, help="fine-tuning's initial learning rate")
+    parser.add_argument("--warmup", type=float, default=0.1,
+                        help="fraction of each fine-tuning's steps over which the rate rises linearly from 0")
     parser.add_argument("--reference-epochs", type=int, default=15)
     parser.add_argument("--fry-images", type=int, default=5000, help="training images given to fry as data")
     parser.add_argument("--output-distill-epochs", type=int, default=None,
@@ -222,7 +231,7 @@ def main(argv=None):
         parser.error(f"--workers must be at least 1. Received: {args.workers}")
     train, test = load_or_exit(args.data_dir, limits(args))
     os.makedirs(args.out, exist_ok=True)
-    settings = {k: getattr(args, k) for k in ("model", "epochs", "learning_rate", "reference_epochs", "fry_images",
+    settings = {k: getattr(args, k) for k in ("model", "epochs", "learning_rate", "warmup", "reference_epochs", "fry_images",
                                               "output_distill_epochs", "batch_size", "quick", "data_dir")}
     settings["fine_tuning"] = "one per length"  # files of the single 2-epoch schedule are refused
     results = ResultsFile(os.path.join(args.out, "results.json"), settings, args.overwrite)
