@@ -231,8 +231,9 @@ def main(argv=None):
         parser.error(f"--workers must be at least 1. Received: {args.workers}")
     train, test = load_or_exit(args.data_dir, limits(args))
     os.makedirs(args.out, exist_ok=True)
-    settings = {k: getattr(args, k) for k in ("model", "epochs", "learning_rate", "warmup", "reference_epochs", "fry_images",
-                                              "output_distill_epochs", "batch_size", "quick", "data_dir")}
+    settings = {k: getattr(args, k) for k in ("model", "epochs", "learning_rate", "warmup", "reference_epochs",
+                                              "fry_images", "output_distill_epochs", "batch_size", "quick",
+                                              "data_dir")}
     settings["fine_tuning"] = "one per length"  # files of the single 2-epoch schedule are refused
     results = ResultsFile(os.path.join(args.out, "results.json"), settings, args.overwrite)
     reference_path = args.model or os.path.join(args.out, "reference.keras")

@@ -37,3 +37,11 @@ def test_tflite_heads_benchmark_quick_pass():
     # each against Dense; no timing asserted.
     assert out.count("| 800 -> 500 / 1024 |") == 8 and "| AdaptiveFastfood, structured P |" in out
     assert out.count("| 1.00x (1.00-1.00) |") >= 2 and "### 1 thread, XNNPACK on" in out
+
+
+def test_tflite_op_costs_benchmark_runs(tmp_path):
+    out = _run("benchmarks/tflite_op_costs.py", "--chain", "1", "--reruns", "1", "--repeats", "1", "--runs", "5",
+               "--out", str(tmp_path))
+    # One row per kind of op, the empty model and Dense; no timing asserted.
+    assert out.count("\n| ") == 9 + 1 and "| CONV_2D 1 x 1, 32 groups x (32 -> 32) |" in out
+    assert (tmp_path / "results.md").read_text().strip() == out.strip()
