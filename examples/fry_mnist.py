@@ -250,14 +250,14 @@ def main(argv=None):
                                      "fc_params": reference.get_layer("fc").count_params(),
                                      "int8_kib": int8_kib(reference, train)}
     print(f"Reference: {results.data['reference']['test_error']:.2f}% test error", flush=True)
-    jobs = [(name, start, seed) for name in args.rows for start in ROWS[name][2] for seed in range(args.seeds)
-            if not results.run(row=name, start=start, seed=seed)]
-    # The int8 size depends on the row alone: its first pending job measures it.
-    first = {}
-    for name, start, seed in jobs:
-        first.setdefault(name, (start, seed))
-    jobs = [(name, start, seed, name not in results.data["int8_kib"] and first[name] == (start, seed))
-            for name, start, seed in jobs]
+    # The int8 size depends on the row alone: the first pending job of a row without one measures it.
+    jobs, measured = [], set(results.data["int8_kib"])
+    for name in args.rows:
+        for start in ROWS[name][2]:
+            for seed in range(args.seeds):
+                if not results.run(row=name, start=start, seed=seed):
+                    jobs.append((name, start, seed, name not in measured))
+                    measured.add(name)
 
     def record(run):
         if "int8_kib" in run:
@@ -270,7 +270,7 @@ def main(argv=None):
         _worker.update(args=args, reference=reference, train=train, test=test)
         for job in jobs:
             record(run_job(*job))
-    elif jobs:
+    else:
         # Fresh interpreters ("spawn"): TensorFlow's threads do not survive a fork.
         context = multiprocessing.get_context("spawn")
         with ProcessPoolExecutor(min(args.workers, len(jobs)), mp_context=context, initializer=start_worker,
