@@ -132,7 +132,7 @@ def convert(model, quantize=None, representative_data=None, batch_size=1):
     _check_batch_size(batch_size)
     # The converter prints its temporary SavedModel's signature, and reloading it warns
     # that the FWHT's custom gradient was not saved (inference needs no gradient).
-    with builtin_ops_only(), contextlib.redirect_stdout(io.StringIO()), _absl_errors_only():
+    with builtin_ops_only(integer=quantize == "int8"), contextlib.redirect_stdout(io.StringIO()), _absl_errors_only():
         converter = tf.lite.TFLiteConverter.from_keras_model(_with_static_batch(model, batch_size))
         converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
         if quantize is not None:

@@ -8,6 +8,7 @@ import tensorflow as tf
 
 from keras_fried.ops.builtin_mode import builtin_ops_only_active
 from keras_fried.ops.builtin_mode import constant_value
+from keras_fried.ops.builtin_mode import rows_product
 from keras_fried.ops.complex_input import transform_parts
 
 
@@ -288,10 +289,10 @@ def circulant_matmul_blocks(x, r):
     if rows * b != n:
         x = tf.pad(x, [[0, 0]] * (x.shape.rank - 1) + [[0, rows * b - n]])
     y = tf.transpose(tf.reshape(x, [-1, rows, b]), [0, 2, 1])
-    y = tf.matmul(tf.reshape(y, [-1, rows]), forward[:rows])  # [(N, q), (k1, part)]
+    y = rows_product(y, forward[:rows], b)  # [(N, q), (k1, part)]
     y = tf.transpose(tf.reshape(y, [-1, b, channels]), [0, 2, 1])
     y = tf.nn.conv2d(tf.reshape(y, [-1, 1, 1, channels * b]), grouped, 1, "VALID")  # [N, 1, 1, (k1, part, q)]
     y = tf.transpose(tf.reshape(y, [-1, channels, b]), [0, 2, 1])
-    y = tf.matmul(tf.reshape(y, [-1, channels]), inverse)  # [(N, q), p]
+    y = rows_product(y, inverse, b)  # [(N, q), p]
     y = tf.transpose(tf.reshape(y, [-1, b, a]), [0, 2, 1])
     return tf.cast(tf.reshape(y, tf.concat([shape[:-1], [d]], 0)), dtype)

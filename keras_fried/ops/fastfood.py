@@ -5,6 +5,7 @@ import tensorflow as tf
 
 from keras_fried.ops.builtin_mode import builtin_ops_only_active
 from keras_fried.ops.builtin_mode import constant_value
+from keras_fried.ops.builtin_mode import rows_product
 from keras_fried.ops.fwht import fwht
 from keras_fried.ops.fwht import hadamard_factors
 from keras_fried.ops.fwht import hadamard_factor_array
@@ -201,9 +202,9 @@ def _fastfood_lean(x, sign, gaussian, permutation, scaling, scale, units):
 
     # H B x.
     if k == 2:
-        y = tf.matmul(tf.reshape(y, [-1, last]), matrices[1])
+        y = rows_product(y, matrices[1], num_blocks * rows)
         y = tf.transpose(tf.reshape(y, [-1, rows, last]), [0, 2, 1])
-        y = tf.matmul(tf.reshape(y, [-1, rows]), matrices[0][:rows])
+        y = rows_product(y, matrices[0][:rows], num_blocks * last)
         y = tf.reshape(y, [-1, d])
     else:
         y, _ = hadamard_steps(tf.reshape(y, [-1, d]), factors, range(k), True, matrices)

@@ -7,6 +7,7 @@ import numpy as np
 import tensorflow as tf
 
 from keras_fried.ops.builtin_mode import builtin_ops_only_active
+from keras_fried.ops.builtin_mode import rows_product
 from keras_fried.ops.complex_input import transform_parts
 
 # Largest Hadamard factor used in one matrix product. Measured on a 2-core CPU at
@@ -86,7 +87,8 @@ def hadamard_steps(y, factors, layout, normalize, matrices=None):
     """Multiplies every Kronecker axis of `(n, d)` values by its factor, the last stored one first.
 
     `layout` lists the axes of `H_f1 (x) H_f2 (x) ...` (0 = f1) in the order in
-    which they are stored. The stored last axis is multiplied (FULLY_CONNECTED),
+    which they are stored. The stored last axis is multiplied (FULLY_CONNECTED,
+    see `rows_product`),
     then rotated to the front (TRANSPOSE) while axes remain; the final rotation
     is left out. `matrices`, if given, holds one `[f, f]` matrix per Kronecker
     axis to multiply by instead of its Hadamard factor. Returns the result and
@@ -97,7 +99,7 @@ def hadamard_steps(y, factors, layout, normalize, matrices=None):
     for step in range(len(factors)):
         f = factors[layout[-1]]
         h = hadamard_factor(f, normalize, y.dtype) if matrices is None else matrices[layout[-1]]
-        y = tf.reshape(tf.matmul(tf.reshape(y, [-1, f]), h), [-1, d])
+        y = tf.reshape(rows_product(y, h, d // f), [-1, d])
         if step < len(factors) - 1:
             y = rotate_last_axis(y, d, f)
             layout = [layout[-1]] + layout[:-1]

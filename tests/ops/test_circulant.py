@@ -129,13 +129,17 @@ def test_complex_first_column_is_refused(op):
 
 
 @pytest.mark.parametrize("d, n", [(6, 6), (100, 67), (1000, 1000), (1024, 800), (1536, 1024), (2048, 2048)])
-def test_block_form_matches_explicit_circulant(d, n):
+@pytest.mark.parametrize("integer", [False, True])
+def test_block_form_matches_explicit_circulant(d, n, integer):
+    # Also as traced for int8 conversion, where rows are multiplied in pairs.
+    from keras_fried.ops import builtin_ops_only
     from keras_fried.ops.circulant import circulant_matmul_blocks
 
     rng = np.random.default_rng(d + n)
     x = rng.standard_normal((2, 3, n)).astype(np.float32)
     r = rng.standard_normal(d)
-    y = circulant_matmul_blocks(x, tf.Variable(r.astype(np.float32))).numpy()
+    with builtin_ops_only(integer=integer):
+        y = circulant_matmul_blocks(x, tf.Variable(r.astype(np.float32))).numpy()
     padded = np.pad(x.astype(np.float64), [(0, 0), (0, 0), (0, d - n)])
     assert y.shape == (2, 3, d) and y.dtype == np.float32
     assert max_relative_error(y, padded @ scipy.linalg.circulant(r).T) < RTOL

@@ -73,15 +73,17 @@ def test_between_hadamards_acts_on_h_b_x():
 
 @pytest.mark.parametrize("m, n, d, units", [(1, 800, 1024, 1000), (2, 1024, 1024, 2048), (3, 10, 16, 40),
                                             (1, 2048, 2048, None), (2, 1500, 2048, 2500), (1, 63, 64, 30)])
-def test_lean_form_for_tflite_matches_explicit_matrix(m, n, d, units):
+@pytest.mark.parametrize("integer", [False, True])
+def test_lean_form_for_tflite_matches_explicit_matrix(m, n, d, units, integer):
     # The builtin-ops form (one, two and three Hadamard factors; inputs shorter
-    # than d, zero-padded, including one that does not fill a row of the view).
+    # than d, zero-padded, including one that does not fill a row of the view),
+    # also as traced for int8 conversion (rows multiplied in pairs).
     from keras_fried.ops import builtin_ops_only
 
     rng = np.random.default_rng(n)
     blocks = [b.astype(np.float32) if b.dtype != np.int32 else b for b in _random_blocks(m, d, rng)]
     x = rng.standard_normal((2, n)).astype(np.float32)
-    with builtin_ops_only():
+    with builtin_ops_only(integer=integer):
         y = fastfood_transform(tf.constant(x), *map(tf.constant, blocks), scale=0.3, units=units)
     padded = np.pad(x.astype(np.float64), [(0, 0), (0, d - n)])
     expected = (padded @ fastfood_matrix(*[b if b.dtype == np.int32 else b.astype(np.float64) for b in blocks], scale=0.3).T)[..., :units]
@@ -136,7 +138,8 @@ def test_structured_permutation_bad_parts():
 
 
 @pytest.mark.parametrize("m, n, d, units", [(1, 800, 1024, 1000), (2, 1500, 2048, 2500), (3, 10, 16, 40)])
-def test_lean_form_with_structured_permutation_gathers_no_data(m, n, d, units):
+@pytest.mark.parametrize("integer", [False, True])
+def test_lean_form_with_structured_permutation_gathers_no_data(m, n, d, units, integer):
     from keras_fried.ops import builtin_ops_only
     from keras_fried.ops import hadamard_factors
     from keras_fried.ops import structured_permutation
@@ -146,7 +149,7 @@ def test_lean_form_with_structured_permutation_gathers_no_data(m, n, d, units):
     shared = structured_permutation(d, [rng.permutation(f) for f in hadamard_factors(d)], 7)
     permutation = np.tile(shared, (m, 1)).astype(np.int32)
     x = rng.standard_normal((2, n)).astype(np.float32)
-    with builtin_ops_only():
+    with builtin_ops_only(integer=integer):
         lean = tf.function(lambda x: fastfood_transform(x, sign, gaussian, tf.constant(permutation), scaling,
                                                         scale=0.3, units=units))
         y = lean(x)

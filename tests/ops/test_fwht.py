@@ -153,12 +153,13 @@ def test_scalar_raises():
 
 
 @pytest.mark.parametrize("log_d", [1, 5, 6, 10, 11, 13])
-def test_builtin_ops_form_matches(log_d):
+@pytest.mark.parametrize("integer", [False, True])
+def test_builtin_ops_form_matches(log_d, integer):
     from keras_fried.ops import builtin_ops_only
 
     d = 2**log_d
     x = np.random.default_rng(log_d).standard_normal((2, 3, d)).astype(np.float32)
-    with builtin_ops_only():
+    with builtin_ops_only(integer=integer):
         y = fwht(x, normalize=False).numpy()
     expected, columns = _reference(x.astype(np.float64), d, np.random.default_rng(0))
     assert max_relative_error(y[..., columns], expected) < RTOL
