@@ -19,10 +19,15 @@ model is its median round. The table gives the median over reruns with their
 range, and the ratio to Dense of the same size, precision and setting (the
 median of the reruns' ratios, with their range). Only ratios from one process
 mean much: on our shared 2-core machine int8 Dense(500) took 5.5 us in some
-processes and 17-22 us in others, with nothing else changed that we could find.
+processes and 17-22 us in others. The slow state follows the CPU the process
+runs on and changes over minutes (on 2026-12-01: both CPUs fast; then, three
+processes in a row each, `taskset -c 0` slow and `-c 1` fast; then both slow),
+so it looks like the host's other tenants. --cpus pins the timing processes
+(check int8 Dense(500) near 5 us before trusting a ratio), and --threads 1
+leaves out the 2-thread settings, which need two CPUs.
 
 Usage:
-    python benchmarks/tflite_heads.py [--out DIR] [--repeats 5] [--quick]
+    python benchmarks/tflite_heads.py [--out DIR] [--repeats 5] [--quick] [--cpus 1 --threads 1]
 """
 
 import argparse
@@ -49,14 +54,16 @@ SIZES = {"800 -> 500 / 1024": (800, 500, 1024), "1024 -> 1024": (1024, 1024, 102
 SETTINGS = [(1, True), (2, True), (1, False), (2, False)]  # (threads, XNNPACK)
 QUICK_LAYERS = ("Dense", "AdaptiveFastfood", "AdaptiveFastfood, structured P", "Circulant")
 
-# Runs in the fresh process: reads {"files", "settings", "runs", "repeats"} as
-# JSON on stdin, prints {file: {setting: [median of each round]}}.
+# Runs in the fresh process: reads {"files", "settings", "runs", "repeats", "cpus"}
+# as JSON on stdin, prints {file: {setting: [median of each round]}}.
 _TIMER = r"""
-import json, sys, time
+import json, os, sys, time
 import numpy as np
 from ai_edge_litert.interpreter import Interpreter, OpResolverType
 
 job = json.load(sys.stdin)
+if job["cpus"]:
+    os.sched_setaffinity(0, job["cpus"])
 results = {f: {} for f in job["files"]}
 for threads, xnnpack in job["settings"]:
     kind = {} if xnnpack else {"experimental_op_resolver_type": OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES}
@@ -140,8 +147,10 @@ def convert_all(models, folder, calibration):
     return paths
 
 
-def time_in_fresh_process(paths, settings, runs, repeats):
-    job = {"files": sorted(set(paths.values())), "settings": settings, "runs": runs, "repeats": repeats}
+def time_in_fresh_process(paths, settings, runs, repeats, cpus=None):
+    """Times every file in a fresh process; `cpus` (a list of CPU numbers, Linux) pins that process."""
+    job = {"files": sorted(set(paths.values())), "settings": settings, "runs": runs, "repeats": repeats,
+           "cpus": cpus}
     env = dict(os.environ, PYTHONPATH="")
     out = subprocess.run([sys.executable, "-c", _TIMER], input=json.dumps(job), capture_output=True,
                          text=True, check=True, env=env)
@@ -169,6 +178,11 @@ def tables(paths, sizes_bytes, reruns, settings):
     return "\n\n".join(out)
 
 
+def add_pinning_arguments(parser):
+    parser.add_argument("--cpus", type=int, nargs="+", default=None,
+                        help="pin the timing processes to these CPUs (Linux; default: wherever the OS puts them)")
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--reruns", type=int, default=3, help="fresh timing processes, one after the other")
@@ -176,9 +190,12 @@ def main(argv=None):
     parser.add_argument("--runs", type=int, default=200, help="invokes per model per round")
     parser.add_argument("--out", default=None, help="folder for results.md and results.json")
     parser.add_argument("--quick", action="store_true", help="smallest size, three layers, one setting, few runs")
+    add_pinning_arguments(parser)
+    parser.add_argument("--threads", type=int, nargs="+", choices=(1, 2), default=(1, 2),
+                        help="the thread counts to time (each with XNNPACK on and off)")
     args = parser.parse_args(argv)
     sizes = dict(list(SIZES.items())[:1]) if args.quick else SIZES
-    settings = SETTINGS[:1] if args.quick else SETTINGS
+    settings = SETTINGS[:1] if args.quick else [s for s in SETTINGS if s[0] in args.threads]
     if args.quick:
         args.reruns, args.repeats, args.runs = 1, 2, 20
     models = {(group, name): (lambda d_in=d_in, make=make: head_model(d_in, make))
@@ -193,7 +210,8 @@ def main(argv=None):
     with tempfile.TemporaryDirectory() as folder:
         paths = convert_all(models, folder, calibration)
         sizes_bytes = {path: os.path.getsize(path) for path in paths.values()}
-        reruns = [time_in_fresh_process(paths, settings, args.runs, args.repeats) for _ in range(args.reruns)]
+        reruns = [time_in_fresh_process(paths, settings, args.runs, args.repeats, args.cpus)
+                  for _ in range(args.reruns)]
         text = tables(paths, sizes_bytes, reruns, settings)
     print(text)
     if args.out:
@@ -204,8 +222,8 @@ def main(argv=None):
                     "seconds_by_rerun_and_setting": [timings[path] for timings in reruns]}
                    for (g, n, p), path in paths.items()]
         with open(os.path.join(args.out, "results.json"), "w") as f:
-            json.dump({"runs": args.runs, "repeats": args.repeats, "reruns": args.reruns, "models": records},
-                      f, indent=2)
+            json.dump({"runs": args.runs, "repeats": args.repeats, "reruns": args.reruns, "cpus": args.cpus,
+                       "models": records}, f, indent=2)
 
 if __name__ == "__main__":
     main()

@@ -6,7 +6,8 @@ returned, an ADD of zero that the converter may drop); an op's cost is the chain
 divided by the chain's length. Kinds (d = 1024 values viewed as 32 x 32):
 
 - the products a fried layer is made of: FULLY_CONNECTED on 32 rows of 32
-  (one Hadamard factor), a grouped 1 x 1 CONV_2D with 32 groups of 32 -> 32
+  (one Hadamard factor), the same product on pairs of rows (16 rows of 64, a
+  block-diagonal matrix: what int8 conversion uses, `rows_product`), a grouped 1 x 1 CONV_2D with 32 groups of 32 -> 32
   (a different 32 x 32 matrix per row), and as a check on the kernels' rate,
   FULLY_CONNECTED and a 1 x 1 CONV_2D of 1024 -> 1024;
 - the glue between them: MUL by a constant vector (a diagonal), a TRANSPOSE of
@@ -20,7 +21,7 @@ XNNPACK on, in fresh processes (--reruns) that time every model in rotation.
 The table gives the median over reruns and their range.
 
 Usage:
-    python benchmarks/tflite_op_costs.py [--out DIR] [--chain 4] [--reruns 3]
+    python benchmarks/tflite_op_costs.py [--out DIR] [--chain 4] [--reruns 3] [--cpus 1]
 """
 
 import argparse
@@ -36,6 +37,7 @@ sys.path.insert(0, ROOT)
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
+from benchmarks.tflite_heads import add_pinning_arguments  # noqa: E402
 from benchmarks.tflite_heads import time_in_fresh_process  # noqa: E402
 from benchmarks.timing import markdown_table  # noqa: E402
 
@@ -50,6 +52,11 @@ def op_kinds(rng):
 
     def fully_connected_rows(y):
         return tf.reshape(tf.matmul(tf.reshape(y, [32, 32]), constant(32, 32, scale=32**-0.5)), [1, D])
+
+    def fully_connected_row_pairs(y):
+        # The same 32 x 32 matrix on the same rows, two at a time (block-diagonal 64 x 64).
+        kernel = np.kron(np.eye(2, dtype=np.float32), rng.standard_normal((32, 32)).astype(np.float32) / 32**0.5)
+        return tf.reshape(tf.matmul(tf.reshape(y, [16, 64]), tf.constant(kernel)), [1, D])
 
     def fully_connected_whole(y):
         return tf.matmul(y, constant(D, D, scale=D**-0.5))
@@ -72,6 +79,7 @@ def op_kinds(rng):
 
     return {
         "FULLY_CONNECTED, 32 rows x (32 -> 32)": (fully_connected_rows, 32 * 32 * 32),
+        "FULLY_CONNECTED, 16 rows x (64 -> 64), block-diagonal": (fully_connected_row_pairs, 16 * 64 * 64),
         "CONV_2D 1 x 1, 32 groups x (32 -> 32)": (conv(32), 32 * 32 * 32),
         "FULLY_CONNECTED, 1024 -> 1024": (fully_connected_whole, D * D),
         "CONV_2D 1 x 1, 1024 -> 1024": (conv(1), D * D),
@@ -118,12 +126,14 @@ def main(argv=None):
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--runs", type=int, default=300)
     parser.add_argument("--out", default=None, help="folder for results.md and results.json")
+    add_pinning_arguments(parser)
     args = parser.parse_args(argv)
     rng = np.random.default_rng(0)
     kinds = op_kinds(rng)
     with tempfile.TemporaryDirectory() as folder:
         paths = build(folder, kinds, args.chain, rng)
-        reruns = [time_in_fresh_process(paths, [(1, True)], args.runs, args.repeats) for _ in range(args.reruns)]
+        reruns = [time_in_fresh_process(paths, [(1, True)], args.runs, args.repeats, args.cpus)
+                  for _ in range(args.reruns)]
     latency = {name: [np.median(r[path]["1/1"]) for r in reruns] for name, path in paths.items()}
     rows, records = [], {}
     for name in paths:
@@ -151,7 +161,7 @@ def main(argv=None):
         with open(os.path.join(args.out, "results.md"), "w") as f:
             f.write(text + "\n")
         with open(os.path.join(args.out, "results.json"), "w") as f:
-            json.dump({"chain": args.chain, "runs": args.runs, "repeats": args.repeats,
+            json.dump({"chain": args.chain, "runs": args.runs, "repeats": args.repeats, "cpus": args.cpus,
                        "seconds_per_op_by_rerun": records}, f, indent=2)
 
 

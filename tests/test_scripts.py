@@ -1,5 +1,6 @@
 """The README's scripts run: the quickstart and a quick pass of the benchmark."""
 
+import json
 import os
 import subprocess
 import sys
@@ -41,7 +42,8 @@ def test_tflite_heads_benchmark_quick_pass():
 
 def test_tflite_op_costs_benchmark_runs(tmp_path):
     out = _run("benchmarks/tflite_op_costs.py", "--chain", "1", "--reruns", "1", "--repeats", "1", "--runs", "5",
-               "--out", str(tmp_path))
+               "--out", str(tmp_path), "--cpus", "0")
     # One row per kind of op, the empty model and Dense; no timing asserted.
-    assert out.count("\n| ") == 9 + 1 and "| CONV_2D 1 x 1, 32 groups x (32 -> 32) |" in out
+    assert out.count("\n| ") == 10 + 1 and "| CONV_2D 1 x 1, 32 groups x (32 -> 32) |" in out
     assert (tmp_path / "results.md").read_text().strip() == out.strip()
+    assert json.loads((tmp_path / "results.json").read_text())["cpus"] == [0]  # the timing process was pinned
