@@ -253,6 +253,9 @@ def circulant_matmul_blocks(x, r):
     3. the real part of the inverse size-`a` DFT (FULLY_CONNECTED), and
        transposes back to natural order.
 
+    For int8 conversion the two FULLY_CONNECTED products take their rows in
+    pairs (`rows_product`).
+
     About `a / 2 (2 b)^2 ~ 2 d b` weights and as many multiply-adds, against
     the few `d` of `circulant_matmul_dft`: a larger file, but a dozen ops where
     that form has about fifty. `r` must be a NumPy array, or a constant or

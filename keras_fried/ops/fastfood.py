@@ -184,7 +184,8 @@ def _fastfood_lean(x, sign, gaussian, permutation, scaling, scale, units):
     (which the interpreter runs element by element, and which XNNPACK does not
     take, splitting the graph): its axis permutations fold into the first
     transform's matrices and the rest is a cyclic shift, two slices and a
-    concatenation.
+    concatenation. For int8 conversion the factor products take an even number
+    of rows in pairs (`rows_product`).
     """
     num_blocks, d = sign.shape
     n = x.shape[-1]
