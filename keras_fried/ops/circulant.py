@@ -203,11 +203,23 @@ def block_split(d):
     return a, b
 
 
+def _block_groups(a):
+    """Groups of the middle product: the complex frequencies `0 < k1 < a / 2`, plus one for the real ones.
+
+    A real input's size-`a` DFT is real at `k1 = 0` and, for even `a`, at
+    `k1 = a / 2`, and only the real part of their middle products reaches the
+    output. For even `a` those two real frequencies share one group, so the
+    middle takes exactly `d` values; for odd `a`, `k1 = 0` has a group of its
+    own with a zero imaginary part.
+    """
+    return a // 2 if a % 2 == 0 else a // 2 + 1
+
+
 def blocks_fit(d):
     """Whether the weights of `circulant_matmul_blocks` are at most `d^2 / 8`, an eighth of a dense matrix."""
     a, b = block_split(d)
-    channels = 2 * (a // 2 + 1)
-    return (2 * a * channels + channels // 2 * (2 * b) ** 2) * 8 <= d * d
+    groups = _block_groups(a)
+    return (4 * a * groups + groups * (2 * b) ** 2) * 8 <= d * d
 
 
 def _block_weights(r):
@@ -229,13 +241,23 @@ def _block_weights(r):
     # The same map on real and imaginary parts, as a grouped 1 x 1 convolution
     # kernel: [1, 1, (part in, q in), (k1, part out, q out)].
     real = np.stack([np.stack([middle.real, middle.imag], 1), np.stack([-middle.imag, middle.real], 1)], 1)
-    grouped = real.transpose(1, 4, 0, 2, 3).reshape(1, 1, 2 * b, num * 2 * b)
     # Inverse size-a DFT over k1, its real part: the spectrum of a real signal
     # is conjugate-symmetric, so k1 and a - k1 together give twice the real part.
     weight = np.where((k1 == 0) | (2 * k1 == a), 1.0, 2.0) / a
     angle = 2 * np.pi * np.outer(k1, p) / a  # [k1, p]
     inverse = np.stack([weight[:, None] * np.cos(angle), -weight[:, None] * np.sin(angle)], axis=1)
-    return forward, grouped, inverse.reshape(2 * num, a)
+    forward = forward.reshape(a, num, 2)
+    if a % 2 == 0:
+        # k1 = 0 and a / 2 are real: their real parts become the two parts of group 0.
+        half = a // 2
+        forward = np.concatenate([forward[:, [0, half], :1].reshape(a, 1, 2), forward[:, 1:half]], axis=1)
+        inverse = np.concatenate([inverse[[0, half], :1].reshape(1, 2, a), inverse[1:half]])
+        real_group = np.zeros_like(real[:1])
+        real_group[0, 0, 0], real_group[0, 1, 1] = real[0, 0, 0], real[half, 0, 0]
+        real = np.concatenate([real_group, real[1:half]])
+    groups = _block_groups(a)
+    grouped = real.transpose(1, 4, 0, 2, 3).reshape(1, 1, 2 * b, groups * 2 * b)
+    return forward.reshape(a, 2 * groups), grouped, inverse.reshape(2 * groups, a)
 
 
 def circulant_matmul_blocks(x, r):
@@ -246,10 +268,12 @@ def circulant_matmul_blocks(x, r):
     `r` once:
 
     1. the size-`a` DFT over `p` for each `q` (TRANSPOSE, FULLY_CONNECTED),
-       keeping only the `a // 2 + 1` frequencies a real input needs;
+       keeping only the `a // 2 + 1` frequencies a real input needs, and only
+       the real part of the real ones (`k1 = 0`, and `a / 2` for even `a`);
     2. for each of those frequencies, the twiddles, the size-`b` DFT, the
        product with `r`'s spectrum and their inverses compose into one real
-       `2b x 2b` matrix: one grouped 1 x 1 CONV_2D applies them all;
+       `2b x 2b` matrix (`b x b` for a real frequency; the two real ones of an
+       even `a` share a group): one grouped 1 x 1 CONV_2D applies them all;
     3. the real part of the inverse size-`a` DFT (FULLY_CONNECTED), and
        transposes back to natural order.
 
@@ -285,7 +309,7 @@ def circulant_matmul_blocks(x, r):
     dtype = x.dtype
     x = tf.cast(x, _work_dtype(dtype))
     a, b = block_split(d)
-    channels = 2 * (a // 2 + 1)
+    channels = 2 * _block_groups(a)
     rows = -(-n // b)  # rows of the [a, b] view the input reaches; the rest are zero
     forward, grouped, inverse = (tf.constant(w, x.dtype) for w in _block_weights(r))
     shape = tf.shape(x)

@@ -171,3 +171,20 @@ def test_product_zero_pads_and_picks_the_block_form_where_it_fits():
             assert max_relative_error(product(x).numpy(), expected) < RTOL
         graph_ops = {op.type for op in product.get_concrete_function(x).graph.get_operations()}
         assert ("Conv2D" in graph_ops) == block_form, graph_ops
+
+
+@pytest.mark.parametrize("d, a, b", [(1024, 32, 32), (100, 10, 10), (6, 3, 2), (1536, 48, 32)])
+def test_block_form_middle_takes_d_values_for_even_a(d, a, b):
+    # Real frequencies keep only their real part; for even a the two of them
+    # share one group, so the grouped product maps exactly d values (a + 1
+    # groups' worth of channels, one of them zero, for odd a).
+    from keras_fried.ops.circulant import _block_weights
+    from keras_fried.ops.circulant import block_split
+
+    assert block_split(d) == (a, b)
+    forward, grouped, inverse = _block_weights(np.random.default_rng(d).standard_normal(d))
+    channels = a if a % 2 == 0 else a + 1
+    assert forward.shape == (a, channels) and inverse.shape == (channels, a)
+    assert grouped.shape == (1, 1, 2 * b, channels * b)
+    if a % 2:  # the imaginary part of k1 = 0 is zero on the way in and out
+        assert not forward[:, 1].any() and not inverse[1].any()
