@@ -7,8 +7,9 @@ divided by the chain's length. Kinds (d = 1024 values viewed as 32 x 32):
 
 - the products a fried layer is made of: FULLY_CONNECTED on 32 rows of 32
   (one Hadamard factor), the same product on pairs of rows (16 rows of 64, a
-  block-diagonal matrix: what int8 conversion uses, `rows_product`), a grouped 1 x 1 CONV_2D with 32 groups of 32 -> 32
-  (a different 32 x 32 matrix per row), and as a check on the kernels' rate,
+  block-diagonal matrix: what int8 conversion uses, `rows_product`), a grouped
+  1 x 1 CONV_2D with 32 groups of 32 -> 32 (a different 32 x 32 matrix per
+  row), and as a check on the kernels' rate,
   FULLY_CONNECTED and a 1 x 1 CONV_2D of 1024 -> 1024;
 - the glue between them: MUL by a constant vector (a diagonal), a TRANSPOSE of
   the 32 x 32 view (timed with a MUL after each, since the converter merges

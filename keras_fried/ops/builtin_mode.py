@@ -67,11 +67,11 @@ def rows_product(y, matrix, rows):
 
     `rows` is the number of rows per example. For int8 conversion
     (`builtin_ops_integer_active()`), an even number of rows of a matrix at
-    most 32 x 64 is multiplied two at a time by the block-diagonal
+    most 64 x 64 is multiplied two at a time by the block-diagonal
     `[[matrix, 0], [0, matrix]]` (the same values, twice the multiply-adds):
-    XNNPACK's int8 FULLY_CONNECTED on 16 rows of 64 took 0.5 us where 32 rows
-    of 32 took 0.76 (benchmarks/tflite_op_costs.py); in float32 the plain
-    product is faster.
+    XNNPACK's int8 FULLY_CONNECTED on 16 rows of 64 took 0.51 us where 32 rows
+    of 32 took 0.78 (benchmarks/tflite_op_costs.py, docs/tflite.md); in
+    float32 the plain product is faster.
     """
     k, n = matrix.shape
     if builtin_ops_integer_active() and rows % 2 == 0 and k <= 64 and n <= 64:
