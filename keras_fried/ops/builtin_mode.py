@@ -46,7 +46,7 @@ def builtin_ops_only_active():
 
 def builtin_ops_integer_active():
     """Whether `builtin_ops_only(integer=True)` is active: the graph is traced for int8 conversion."""
-    return builtin_ops_only_active() and getattr(_state, "integer", False)
+    return getattr(_state, "integer", False)  # set only inside the context, restored on exit
 
 
 def constant_value(tensor):

@@ -232,7 +232,7 @@ def _block_weights(r):
     spectrum = np.fft.fft(np.asarray(r, np.float64)).reshape(b, a).T  # [k1, k2] = R[k1 + a k2]
     # Size-a DFT over p: [p, (k1, real / imaginary part)].
     forward = np.exp(-2j * np.pi * np.outer(p, k1) / a)
-    forward = np.stack([forward.real, forward.imag], axis=-1).reshape(a, 2 * num)
+    forward = np.stack([forward.real, forward.imag], axis=-1)  # [p, k1, part]
     # For each k1, the middle steps of the four-step DFT (twiddle, size-b DFT,
     # spectrum product, their inverses) compose into one complex b x b matrix.
     twiddle = np.exp(-2j * np.pi * np.outer(k1, q) / d)  # [k1, q]
@@ -246,7 +246,6 @@ def _block_weights(r):
     weight = np.where((k1 == 0) | (2 * k1 == a), 1.0, 2.0) / a
     angle = 2 * np.pi * np.outer(k1, p) / a  # [k1, p]
     inverse = np.stack([weight[:, None] * np.cos(angle), -weight[:, None] * np.sin(angle)], axis=1)
-    forward = forward.reshape(a, num, 2)
     if a % 2 == 0:
         # k1 = 0 and a / 2 are real: their real parts become the two parts of group 0.
         half = a // 2
@@ -309,9 +308,9 @@ def circulant_matmul_blocks(x, r):
     dtype = x.dtype
     x = tf.cast(x, _work_dtype(dtype))
     a, b = block_split(d)
-    channels = 2 * _block_groups(a)
     rows = -(-n // b)  # rows of the [a, b] view the input reaches; the rest are zero
     forward, grouped, inverse = (tf.constant(w, x.dtype) for w in _block_weights(r))
+    channels = forward.shape[1]  # (k1, part) pairs: 2 per group of the middle product
     shape = tf.shape(x)
     if rows * b != n:
         x = tf.pad(x, [[0, 0]] * (x.shape.rank - 1) + [[0, rows * b - n]])
