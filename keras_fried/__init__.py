@@ -24,9 +24,9 @@ from keras_fried import layers  # noqa: E402
 from keras_fried import ops  # noqa: E402
 from keras_fried.layers import AdaptiveFastfood  # noqa: E402
 from keras_fried.layers import Fastfood  # noqa: E402
+from keras_fried.model_summary import count_params  # noqa: E402
+from keras_fried.model_summary import summary  # noqa: E402
 from keras_fried.pruning import prune  # noqa: E402
-from keras_fried.summary import count_params  # noqa: E402
-from keras_fried.summary import summary  # noqa: E402
 from keras_fried.surgery import fry  # noqa: E402
 from keras_fried.trifactorization import trifactorize  # noqa: E402
 

@@ -4,8 +4,12 @@
     print(keras_fried.surgery.markdown(report))
     fried.compile(...); fried.fit(...)         # a short fine-tuning
 
-The model is rebuilt with `keras.models.clone_model` (recursively, so models
-nested in it are rebuilt too); the original is never modified.
+`fry` runs in four steps, each its own function below: it validates the
+request against the model's graph (`_plan`), starts each new layer from the
+old one (`_start_layers`, asking the layer class for its start), fits the new
+layers on `data` (`_distill`), and reports (`_report`). The model is rebuilt
+with `keras.models.clone_model` (recursively, so models nested in it are
+rebuilt too); the original is never modified, not even for a moment.
 """
 
 import warnings
@@ -14,132 +18,168 @@ import keras
 import numpy as np
 from keras import ops
 
-from keras_fried import layers as fried_layers
-from keras_fried.layers.structured_layer import arguments_of_dense
-from keras_fried.model_layers import check_data
-from keras_fried.model_layers import check_model
-from keras_fried.model_layers import clone_replacing
-from keras_fried.model_layers import leaf_layers
-from keras_fried.model_layers import record_inputs
+from keras_fried import arguments
+from keras_fried.layers import registry
+from keras_fried.layers.structured_layer import DenseLikeLayer
+from keras_fried.model_graph import ModelGraph
+from keras_fried.model_graph import check_data
+from keras_fried.model_graph import clone_replacing
+from keras_fried.model_graph import leaf_layers
+from keras_fried.model_graph import record_inputs
 
-KINDS = {
-    "adaptive_fastfood": fried_layers.AdaptiveFastfood,
-    "circulant": fried_layers.Circulant,
-    "sketch_dense": fried_layers.SketchDense,
-    "low_rank_dense": fried_layers.LowRankDense,
-    "hashed_dense": fried_layers.HashedDense,
-}
-# Arguments a kind cannot do without.
-REQUIRED = {"sketch_dense": ("rank",), "low_rank_dense": ("rank",), "hashed_dense": ("num_buckets",)}
-# Kinds whose class has a closed-form start (`from_dense`) from the replaced kernel.
-CLOSED_FORM = ("circulant", "sketch_dense", "low_rank_dense", "hashed_dense")
-# What Conv2D layers can become, when asked (`conv_kind`), and what it needs.
-CONV_KINDS = {"sketch_conv2d": fried_layers.SketchConv2D}
-CONV_REQUIRED = {"sketch_conv2d": ("rank",)}
+_STARTS = ("weights", "random")
 
 
-def _output_layer_ids(model):
-    """ids of the layers whose outputs are outputs of `model` (through nested models too)."""
-    outputs = keras.tree.flatten(model.outputs)
-    found = set()
-    for layer in model.layers:
-        try:
-            produced = keras.tree.flatten(layer.output)
-        except (AttributeError, ValueError):  # a layer used more than once has no single output
-            continue
-        if any(p is o for p in produced for o in outputs):
-            found.add(id(layer))
-            if isinstance(layer, keras.Model):
-                found |= _output_layer_ids(layer)
-    return found
+def _dense_kinds():
+    return registry.kinds(replaces=keras.layers.Dense, from_trained=True)
 
 
-def _replaceable(layer, conv_kind):
-    return type(layer) is keras.layers.Dense or (conv_kind is not None and type(layer) is keras.layers.Conv2D)
+def _conv_kinds():
+    return registry.kinds(replaces=keras.layers.Conv2D, from_trained=True)
 
 
-def _targets(model, layers, layer_kwargs, conv_kind=None, conv_arguments=None):
-    """`{layer name: (layer, arguments for its replacement)}` from the `layers` argument."""
-    leaves = leaf_layers(model)
-    by_name = {layer.name: layer for layer in leaves}
+def _check_kinds(kind, conv_kind):
+    """The classes for `kind` and `conv_kind` (None when not given), or a ValueError listing the kinds."""
+    if kind not in _dense_kinds():
+        raise ValueError(
+            f"Received an invalid value for argument `kind`, expected one of {sorted(_dense_kinds())}. "
+            f"Received: kind={kind!r}"
+        )
+    if conv_kind is not None and conv_kind not in _conv_kinds():
+        raise ValueError(
+            f"Received an invalid value for argument `conv_kind`, expected None or one of "
+            f"{sorted(_conv_kinds())}. Received: conv_kind={conv_kind!r}"
+        )
+    return _dense_kinds()[kind], _conv_kinds()[conv_kind] if conv_kind is not None else None
+
+
+def _replaceable(layer, conv_cls):
+    return type(layer) is keras.layers.Dense or (conv_cls is not None and type(layer) is keras.layers.Conv2D)
+
+
+def _targets(graph, layers, classes, layer_kwargs, conv_arguments):
+    """`{layer: (class of its replacement, arguments)}` from the `layers` argument, in graph order."""
+    dense_cls, conv_cls = classes
     if layers is None:
-        outputs = _output_layer_ids(model)
-        chosen = {l.name: {} for l in leaves if _replaceable(l, conv_kind) and id(l) not in outputs}
+        outputs = graph.output_layers()
+        chosen = {layer: {} for layer in graph.layers
+                  if _replaceable(layer, conv_cls) and not any(layer is out for out in outputs)}
     elif callable(layers) and not isinstance(layers, keras.layers.Layer):
-        chosen = {l.name: {} for l in leaves if layers(l)}
+        chosen = {layer: {} for layer in graph.layers if layers(layer)}
     elif isinstance(layers, dict):
-        chosen = {name: dict(arguments or {}) for name, arguments in layers.items()}
+        chosen = {graph.find(item): dict(given or {}) for item, given in layers.items()}
     else:
         items = [layers] if isinstance(layers, (str, keras.layers.Layer)) else list(layers)
-        chosen = {(item.name if isinstance(item, keras.layers.Layer) else item): {} for item in items}
+        chosen = {graph.find(item): {} for item in items}
     targets = {}
-    for name, arguments in chosen.items():
-        if name not in by_name:
+    for layer in graph.layers:  # graph order, whatever order `layers` gave
+        if layer not in chosen:
+            continue
+        if not _replaceable(layer, conv_cls):
             raise ValueError(
-                f"Received an invalid value for argument `layers`: the model has no layer named "
-                f"{name!r}. Its layers: {sorted(by_name)}"
-            )
-        layer = by_name[name]
-        if not _replaceable(layer, conv_kind):
-            raise ValueError(
-                f"Received an invalid value for argument `layers`: layer {name!r} is a "
+                f"Received an invalid value for argument `layers`: layer {graph.path(layer)!r} is a "
                 f"{type(layer).__name__}, and fry replaces keras.layers.Dense layers (and "
                 "keras.layers.Conv2D layers when `conv_kind` is given) only."
             )
-        defaults = layer_kwargs if type(layer) is keras.layers.Dense else (conv_arguments or {})
-        targets[name] = (layer, {**defaults, **arguments})
+        conv = type(layer) is keras.layers.Conv2D
+        cls = conv_cls if conv else dense_cls
+        given = {**(conv_arguments or {} if conv else layer_kwargs), **chosen[layer]}
+        for required in cls.required_arguments:
+            if required not in given:
+                how = (f"`conv_arguments={{{required!r}: ...}}`" if conv else f"`{required}=...` to fry")
+                raise ValueError(
+                    f"{'conv_kind' if conv else 'kind'}={cls.kind!r} needs the argument `{required}` (for "
+                    f"layer {graph.path(layer)!r}): pass {how}, or per layer as "
+                    f"`layers={{{graph.path(layer)!r}: {{{required!r}: ...}}}}`. "
+                    f"Received: {sorted(given) or 'no arguments'}"
+                )
+        targets[layer] = (cls, given)
     return targets
 
 
-def _check_kind(kind, conv_kind, targets):
-    if kind not in KINDS:
+def _plan(model, kind, layers, data, conv_kind, conv_arguments, start, distill_epochs, output_distill_epochs,
+          batch_size, verbose, layer_kwargs):
+    """Step 1: every argument checked against the model's graph before anything is built.
+
+    Returns the graph, `{layer: (class, arguments)}` and `data` as an array
+    (None when not given, or not used with `start="random"`).
+    """
+    graph = ModelGraph(model, "fry")
+    classes = _check_kinds(kind, conv_kind)
+    arguments.one_of(start, "start", _STARTS)
+    arguments.non_negative_int(distill_epochs, "distill_epochs")
+    arguments.non_negative_int(output_distill_epochs, "output_distill_epochs")
+    arguments.positive_int(batch_size, "batch_size")
+    arguments.one_of(verbose, "verbose", (0, 1, 2, "auto"))
+    targets = _targets(graph, layers, classes, layer_kwargs, conv_arguments)
+    if not targets:
         raise ValueError(
-            f"Received an invalid value for argument `kind`, expected one of {sorted(KINDS)}. "
-            f"Received: kind={kind!r}"
+            "fry found no layer to replace: by default it replaces every Dense layer (and Conv2D with "
+            "`conv_kind`) except those producing the model's outputs, and this model has none. Name the "
+            f"layers in `layers` to replace them anyway. Its layers: {[graph.path(l) for l in graph.layers]}"
         )
-    if conv_kind is not None and conv_kind not in CONV_KINDS:
-        raise ValueError(
-            f"Received an invalid value for argument `conv_kind`, expected None or one of "
-            f"{sorted(CONV_KINDS)}. Received: conv_kind={conv_kind!r}"
-        )
-    for name, (layer, arguments) in targets.items():
-        conv = type(layer) is keras.layers.Conv2D
-        for required in (CONV_REQUIRED[conv_kind] if conv else REQUIRED.get(kind, ())):
-            if conv and required not in arguments:
-                raise ValueError(
-                    f"conv_kind={conv_kind!r} needs the argument `{required}` (for layer {name!r}): pass "
-                    f"`conv_arguments={{{required!r}: ...}}`, or per layer in `layers`. "
-                    f"Received: {sorted(arguments) or 'no arguments'}"
-                )
-            if not conv and required not in arguments:
-                raise ValueError(
-                    f"kind={kind!r} needs the argument `{required}` (for layer {name!r}): pass "
-                    f"`{required}=...` to fry, or per layer as `layers={{{name!r}: {{{required!r}: ...}}}}`. "
-                    f"Received: {sorted(arguments) or 'no arguments'}"
-                )
+    if data is not None:
+        data = check_data(model, data)
+    return graph, targets, data if start == "weights" else None
 
 
-def _linear_outputs(layer, x):
-    """The layer's outputs before its activation."""
-    activation = layer.activation
-    layer.activation = keras.activations.linear
-    try:
-        return np.asarray(layer(x), np.float64)
-    finally:
-        layer.activation = activation
+def _start(old, cls, given, inputs, random):
+    """The layer replacing `old`, and how it was started."""
+    given = {**given, "name": old.name}
+    if random:
+        return cls.like(old, **given), "random (asked for)"
+    if cls.replaces is keras.layers.Conv2D:
+        return cls.from_conv2d(old, **given), "closed form" if cls.closed_form else "random (no closed form)"
+    if cls.data_aware and inputs is not None:
+        return cls.from_dense(old, inputs=inputs, **given), "closed form on data"
+    return cls.from_dense(old, **given), "closed form" if cls.closed_form else "random (no closed form)"
 
 
-def _distil(layer, old, x, epochs, batch_size, verbose):
+def _start_layers(graph, targets, recorded, random):
+    """Step 2: the copy of the model with each target replaced; `{old: (new, how)}`."""
+    started = {}
+
+    def replace(layer):
+        if layer not in targets:
+            return None
+        cls, given = targets[layer]
+        started[layer] = _start(layer, cls, given, recorded.get(id(layer)), random)
+        return started[layer][0]
+
+    return clone_replacing(graph.model, replace), started
+
+
+class _Preactivation(keras.layers.Layer):
+    """A keras_fried layer's outputs before its activation, training the layer's own weights."""
+
+    def __init__(self, inner, **kwargs):
+        super().__init__(**kwargs)
+        self.inner = inner
+
+    def call(self, inputs):
+        return self.inner.preactivation(inputs)
+
+
+def _preactivation(layer, x):
+    """`layer`'s outputs on `x` before its activation, computed without changing the layer."""
+    if isinstance(layer, DenseLikeLayer):
+        return np.asarray(ops.convert_to_numpy(layer.preactivation(x)), np.float64)
+    kernel = ops.convert_to_numpy(layer.kernel)
+    if type(layer) is keras.layers.Conv2D:
+        y = ops.conv(x, kernel, strides=layer.strides, padding=layer.padding,
+                     data_format=layer.data_format, dilation_rate=layer.dilation_rate)
+    else:
+        y = ops.matmul(x, kernel)
+    y = np.asarray(ops.convert_to_numpy(y), np.float64)
+    return y if not layer.use_bias else y + np.asarray(ops.convert_to_numpy(layer.bias), np.float64)
+
+
+def _distill_layer(layer, old, x, epochs, batch_size, verbose):
     """Fits `layer` alone to `old`'s outputs before activation on `x` (mean squared error)."""
-    target = _linear_outputs(old, x).astype("float32")
-    activation = layer.activation
-    layer.activation = keras.activations.linear
-    try:
-        student = keras.Sequential([keras.Input(x.shape[1:]), layer])
-        student.compile(keras.optimizers.Adam(1e-3), "mse")
-        student.fit(x, target, epochs=epochs, batch_size=batch_size, verbose=verbose)
-    finally:
-        layer.activation = activation
+    target = _preactivation(old, x).astype("float32")
+    student = keras.Sequential([keras.Input(x.shape[1:]), _Preactivation(layer)])
+    student.compile(keras.optimizers.Adam(1e-3), "mse")
+    student.fit(x, target, epochs=epochs, batch_size=batch_size, verbose=verbose)
 
 
 def _output_loss(teacher):
@@ -150,15 +190,23 @@ def _output_loss(teacher):
     return "mean_squared_error"
 
 
-def _distil_outputs(fried, model, new_layers, data, epochs, batch_size, verbose):
+def _predict(model, data, batch_size):
+    """`model`'s outputs on `data`, in batches of eager calls (`predict` would cache a function on it)."""
+    batches = [model(data[start : start + batch_size], training=False)
+               for start in range(0, len(data), batch_size)]
+    return keras.tree.map_structure(lambda *parts: np.concatenate([ops.convert_to_numpy(p) for p in parts]),
+                                    *batches)
+
+
+def _distill_outputs(fried, model, new_layers, data, epochs, batch_size, verbose):
     """Fits the new layers together, every other layer frozen, to `model`'s outputs on `data`.
 
     Layer-wise fitting reproduces each layer's outputs, which a small layer
     cannot do for a large trained one; what the rest of the network needs from
     it is what this fits (knowledge distillation on the model's outputs).
     """
-    teacher = model.predict(data, batch_size=batch_size, verbose=0)
-    flags = [(layer, layer.trainable) for layer in leaf_layers(fried)]
+    teacher = _predict(model, data, batch_size)
+    flags = [(layer, layer.trainable) for layer in leaf_layers(fried)]  # fried is ours: restored below
     new_ids = {id(layer) for layer in new_layers}
     try:
         for layer, _ in flags:
@@ -174,44 +222,57 @@ def _distil_outputs(fried, model, new_layers, data, epochs, batch_size, verbose)
             layer.trainable = trainable
 
 
-def _relative_error(layer, old, x=None):
-    """Relative error of `layer`'s outputs on `x`, or without `x` of its matrix (its outputs on the identity)."""
+def _distill(fried, model, started, recorded, data, distill_epochs, output_distill_epochs, batch_size, verbose):
+    """Step 3, with data: each new layer reproduces its old layer's outputs, then all together the model's."""
+    for old, (new, how) in list(started.items()):
+        if id(old) in recorded and distill_epochs > 0 and not (type(new).data_aware and how.endswith("on data")):
+            _distill_layer(new, old, recorded[id(old)], distill_epochs, batch_size, verbose)
+            started[old] = new, how + ", then fitted to the outputs on data"
+    if recorded and output_distill_epochs > 0:
+        _distill_outputs(fried, model, [new for new, _ in started.values()], data, output_distill_epochs,
+                         batch_size, verbose)
+        for old, (new, how) in list(started.items()):
+            started[old] = new, how + ", then to the model's outputs on data"
+
+
+def _relative_error(new, old, x=None):
+    """Relative error of `new`'s outputs on `x`, or without `x` of its matrix (its outputs on the identity)."""
     if x is not None:
-        expected = np.asarray(old(x), np.float64)
-        return float(np.linalg.norm(np.asarray(layer(x), np.float64) - expected) / np.linalg.norm(expected))
+        expected = np.asarray(ops.convert_to_numpy(old(x)), np.float64)
+        got = np.asarray(ops.convert_to_numpy(new(x)), np.float64)
+        return float(np.linalg.norm(got - expected) / np.linalg.norm(expected))
     kernel = np.asarray(ops.convert_to_numpy(old.kernel), np.float64)
-    zero = _linear_outputs(layer, np.zeros((1, kernel.shape[0]), "float32"))
+    zero = _preactivation(new, np.zeros((1, kernel.shape[0]), "float32"))
     squared = 0.0
     for start in range(0, kernel.shape[0], 512):  # the identity in slices: large layers stay cheap
         rows = np.eye(kernel.shape[0], dtype="float32")[start : start + 512]
-        squared += np.sum((_linear_outputs(layer, rows) - zero - kernel[start : start + 512]) ** 2)
+        squared += np.sum((_preactivation(new, rows) - zero - kernel[start : start + 512]) ** 2)
     return float(np.sqrt(squared) / np.linalg.norm(kernel))
 
 
-def _start(old, kind, conv_kind, arguments, inputs, random):
-    """The layer replacing `old`, and how it was started (built unless `random`)."""
-    arguments = {**arguments, "name": old.name}
-    if type(old) is keras.layers.Conv2D:
-        cls = CONV_KINDS[conv_kind]
-        if random:
-            return cls(old.filters, old.kernel_size, strides=old.strides, padding=old.padding,
-                       activation=old.activation, use_bias=old.use_bias, **arguments), "random (asked for)"
-        return cls.from_conv2d(old, **arguments), "closed form"
-    cls = KINDS[kind]
-    if random:
-        return cls(old.units, activation=old.activation, use_bias=old.use_bias, **arguments), "random (asked for)"
-    if kind == "low_rank_dense":
-        layer = cls.from_dense(old, inputs=inputs, **arguments)
-        return layer, "closed form on data" if inputs is not None else "closed form"
-    if kind in CLOSED_FORM:
-        return cls.from_dense(old, **arguments), "closed form"
-    # Dense's arguments but its kernel's: the new layer's weights are not a kernel.
-    copied = {k: v for k, v in arguments_of_dense(old, {}).items() if not k.startswith("kernel_")}
-    layer = cls(old.units, **{**copied, **arguments})
-    layer.build((None, old.kernel.shape[0]))
-    if old.use_bias and layer.use_bias:
-        layer.bias.assign(old.bias)
-    return layer, "random (no closed form)"
+def _report(graph, started, recorded):
+    """Step 4: one dict per replaced layer (and a warning for any that grew)."""
+    report = []
+    for old, (new, how) in started.items():
+        name = graph.path(old)
+        x = recorded.get(id(old))
+        if x is None and type(old) is keras.layers.Conv2D:
+            # No matrix to compare: the outputs on random inputs of the layer's input shape.
+            x = np.random.default_rng(0).standard_normal((8, *graph.input_shape(old)[1:])).astype("float32")
+        # keras_fried layers leave their fixed random structure out of count_params.
+        before, after = old.count_params(), new.count_params()
+        if after > before:
+            warnings.warn(
+                f"fry: the {type(new).__name__} replacing layer {name!r} has {after:,} parameters, "
+                f"more than the {before:,} of the {type(old).__name__} it replaces.",
+                stacklevel=3,
+            )
+        report.append({
+            "name": name, "kind": type(new).__name__, "params_before": before, "params_after": after,
+            "start": how, "relative_error": _relative_error(new, old, x),
+            "error_on": "data" if id(old) in recorded else ("random inputs" if x is not None else "kernel"),
+        })
+    return report
 
 
 def fry(
@@ -225,7 +286,7 @@ def fry(
     distill_epochs=5,
     output_distill_epochs=10,
     batch_size=256,
-    verbose=1,
+    verbose=0,
     return_report=False,
     **layer_kwargs,
 ):
@@ -244,8 +305,7 @@ def fry(
     - with `data`, every kind but `LowRankDense` (whose data-aware start is
       already optimal) is then fitted to reproduce the replaced layer's
       outputs before activation on the inputs that layer sees for `data`
-      (`distill_epochs` passes of Adam on that layer alone, with Keras's
-      progress bar);
+      (`distill_epochs` passes of Adam on that layer alone);
     - with `data`, the new layers are then fitted together, every other layer
       frozen, to reproduce the original model's outputs on `data`
       (`output_distill_epochs` passes of Adam: cross-entropy against the
@@ -254,18 +314,28 @@ def fry(
       can give the rest of the network what it needs.
 
     `AdaptiveFastfood` has no closed form: without `data` it starts from its
-    random initialisation (with the old bias), and the report says so.
+    random initialisation (with the old bias), and the report says so. Each
+    layer class says how it starts (`from_dense`, `closed_form`), and
+    `keras_fried.layers.registry` lists the kinds.
+
+    The layers are found by following the model's graph: the layers
+    producing its outputs (through trailing activations and dropout) are
+    kept by default, nested models are searched, and each layer is its own
+    object even where nested models reuse a name.
 
     Args:
         model: A built Sequential or functional Keras model; models nested in
             it are searched and rebuilt too.
-        kind: The replacement, one of `"adaptive_fastfood"`, `"circulant"`,
-            `"sketch_dense"` (needs `rank`), `"low_rank_dense"` (needs
-            `rank`), `"hashed_dense"` (needs `num_buckets`).
+        kind: The replacement, a registered kind that replaces Dense:
+            `"adaptive_fastfood"`, `"circulant"`, `"sketch_dense"` (needs
+            `rank`), `"low_rank_dense"` (needs `rank`), `"hashed_dense"`
+            (needs `num_buckets`).
         layers: Which layers to replace: None for every `Dense` whose output is
-            not a model output; a name, a layer, or a list of them; a predicate
-            `layer -> bool`; or a dict `{name: {argument: value}}` giving each
-            layer its own arguments (e.g. its own `rank`).
+            not a model output; a layer, a name, a path into nested models
+            (`"encoder/dense"`; a bare name must be unique), or a list of
+            them; a predicate `layer -> bool`; or a dict `{layer or name:
+            {argument: value}}` giving each layer its own arguments (e.g. its
+            own `rank`).
         data: Optional batch of model inputs (NumPy array) to start from: the
             replaced layers' inputs are recorded on it.
         conv_kind: None (the default: Conv2D layers are kept) or
@@ -281,30 +351,33 @@ def fry(
         output_distill_epochs: Passes over `data` when fitting the new layers
             to the model's outputs (0 skips this stage).
         batch_size: Batch size for recording and fitting.
-        verbose: Verbosity of the fitting (Keras `fit` verbosity).
+        verbose: Verbosity of the fitting (Keras `fit` verbosity): 0 (the
+            default) prints nothing, 1 progress bars, 2 a line per epoch.
         return_report: Also return the per-layer report.
         **layer_kwargs: Arguments of every new layer (`rank`, `num_buckets`,
             `seed`, ...).
 
     Returns:
         The new model, or `(model, report)` with `return_report=True`; the
-        report is a list of dicts, one per replaced layer: `name`, `kind`,
+        report is a list of dicts, one per replaced layer: `name` (its path
+            in nested models), `kind`,
         `params_before`, `params_after`, `start` and `relative_error` (of
         its outputs on `data`, or without `data` of its matrix), with
         `error_on` saying which. `markdown(report)` formats it.
 
     Raises:
-        ValueError: For a model that is not built or cannot be cloned (a
-            subclassed model), an unknown `kind`, a layer that is missing or
-            not a Dense, a kind without its required arguments, epochs that
-            are not non-negative integers, and `data` that is empty or does
-            not fit the model's input.
+        ValueError: Before anything is built, for a model whose graph cannot
+            be followed (not built, subclassed, a layer used at two places),
+            an unknown `kind`, a layer that is missing, ambiguous or not a
+            Dense, a kind without its required arguments, epochs that are
+            not non-negative integers, `data` that is empty or does not fit
+            the model's input, and a model with no layer to replace.
 
     Example:
 
     >>> model = keras.Sequential([keras.Input((64,)), keras.layers.Dense(256, activation="relu"),
     ...                           keras.layers.Dense(10)])
-    >>> fried, report = fry(model, "circulant", return_report=True, verbose=0)
+    >>> fried, report = fry(model, "circulant", return_report=True)
     >>> report[0]["params_before"], report[0]["params_after"]
     (16640, 512)
 
@@ -312,69 +385,13 @@ def fry(
         - [Yang et al., Deep Fried Convnets, ICCV 2015](https://arxiv.org/abs/1412.7149)
           (post-processing a trained network: its SVD rows)
     """
-    check_model(model, "fry")
-    targets = _targets(model, layers, layer_kwargs, conv_kind, conv_arguments)
-    _check_kind(kind, conv_kind, targets)
-    for argument, value in (("distill_epochs", distill_epochs), ("output_distill_epochs", output_distill_epochs)):
-        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-            raise ValueError(
-                f"Received an invalid value for argument `{argument}`, expected a non-negative integer. "
-                f"Received: {argument}={value!r}"
-            )
-    if start not in ("weights", "random"):
-        raise ValueError(
-            f"Received an invalid value for argument `start`, expected 'weights' or 'random'. "
-            f"Received: start={start!r}"
-        )
+    graph, targets, data = _plan(model, kind, layers, data, conv_kind, conv_arguments, start, distill_epochs,
+                                 output_distill_epochs, batch_size, verbose, layer_kwargs)
+    recorded = record_inputs(model, list(targets), data, batch_size) if data is not None else {}
+    fried, started = _start_layers(graph, targets, recorded, random=start == "random")
     if data is not None:
-        data = check_data(model, data)
-        if start == "random":
-            data = None
-    recorded = record_inputs(model, targets, data, batch_size) if data is not None else {}
-
-    started = {}
-
-    def replace(layer):
-        if layer.name not in targets:
-            return None
-        old, arguments = targets[layer.name]
-        started[layer.name] = _start(old, kind, conv_kind, arguments, recorded.get(layer.name),
-                                     random=start == "random")
-        return started[layer.name][0]
-
-    fried = clone_replacing(model, replace)
-
-    # With data: each new layer first reproduces its old layer's outputs, then all together the model's.
-    for name, (new, how) in started.items():
-        if name in recorded and distill_epochs > 0 and not isinstance(new, fried_layers.LowRankDense):
-            _distil(new, targets[name][0], recorded[name], distill_epochs, batch_size, verbose)
-            started[name] = new, how + ", then fitted to the outputs on data"
-    if recorded and output_distill_epochs > 0:
-        _distil_outputs(fried, model, [new for new, _ in started.values()], data, output_distill_epochs,
-                        batch_size, verbose)
-        started = {name: (new, how + ", then to the model's outputs on data")
-                   for name, (new, how) in started.items()}
-
-    report = []
-    for name, (new, how) in started.items():
-        old = targets[name][0]
-        x = recorded.get(name)
-        if x is None and type(old) is keras.layers.Conv2D:
-            # No matrix to compare: the outputs on random inputs of the layer's input shape.
-            x = np.random.default_rng(0).standard_normal((8, *old.input.shape[1:])).astype("float32")
-        # keras_fried layers leave their fixed random structure out of count_params.
-        before, after = old.count_params(), new.count_params()
-        if after > before:
-            warnings.warn(
-                f"fry: the {type(new).__name__} replacing layer {name!r} has {after:,} parameters, "
-                f"more than the {before:,} of the {type(old).__name__} it replaces.",
-                stacklevel=2,
-            )
-        report.append({
-            "name": name, "kind": type(new).__name__, "params_before": before, "params_after": after,
-            "start": how, "relative_error": _relative_error(new, old, x),
-            "error_on": "data" if name in recorded else ("random inputs" if x is not None else "kernel"),
-        })
+        _distill(fried, model, started, recorded, data, distill_epochs, output_distill_epochs, batch_size, verbose)
+    report = _report(graph, started, recorded)
     return (fried, report) if return_report else fried
 
 

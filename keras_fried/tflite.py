@@ -13,17 +13,21 @@ model with the same model with Dense layers (`compare`).
 
 import argparse
 import contextlib
+import ctypes
 import io
+import os
 import re
 import statistics
 import sys
+import tempfile
 import time
+import warnings
 
 import numpy as np
 import tensorflow as tf
 from absl import logging as absl_logging
 
-from keras_fried.model_layers import leaf_layers
+from keras_fried.model_graph import leaf_layers
 from keras_fried.ops import builtin_ops_only
 
 QUANTIZE_MODES = (None, "float16", "dynamic", "int8")
@@ -58,6 +62,86 @@ def _absl_errors_only():
         absl_logging.set_verbosity(verbosity)
 
 
+def _flush_output():
+    """Writes out what Python and C have buffered for stdout and stderr."""
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (AttributeError, OSError, ValueError):  # None (no console), or closed
+            pass
+    try:
+        ctypes.CDLL(None).fflush(None)  # C stdio: text printed but not yet written to fd 1
+    except (AttributeError, OSError, TypeError):  # no C library handle (Windows)
+        pass
+
+
+def _add_log(error, log):
+    """Attaches the converter's `log` to `error` (a note; printed before Python 3.11)."""
+    text = f"The converter's output:\n{log.rstrip()}"
+    if hasattr(error, "add_note"):
+        error.add_note(text)
+    else:
+        print(text, file=sys.stderr, flush=True)
+
+
+def _redirected(fileno):
+    """fd 1 and 2 pointed at `fileno`; returns duplicates of the old ones, or None if
+    there are no fd 1 and 2 to redirect (e.g. a windowed app)."""
+    _flush_output()
+    saved = []
+    try:
+        for fd in (1, 2):
+            saved.append(os.dup(fd))
+    except OSError:
+        for copy in saved:
+            os.close(copy)
+        return None
+    for fd in (1, 2):
+        os.dup2(fileno, fd)
+    return saved
+
+
+def _restore(saved):
+    """fd 1 and 2 pointed back where `_redirected` found them."""
+    if saved is None:
+        return
+    _flush_output()
+    for fd, copy in zip((1, 2), saved):
+        os.dup2(copy, fd)
+        os.close(copy)
+
+
+@contextlib.contextmanager
+def _converter_output_captured():
+    """Everything written to stdout and stderr goes to a temporary file for the duration.
+
+    The converter's C++ code (TensorFlow and MLIR logging, the quantizer) writes to
+    file descriptors 1 and 2 directly, past any Python-level redirection, so the
+    descriptors themselves point at the file for the duration (other threads'
+    output too); Python's `sys.stderr` is captured beside them. If the block raises,
+    the captured text is added to the exception: a failed conversion still shows
+    what the converter said. The converter's Python warnings (int8: "Statistics for
+    quantized inputs were expected, but not specified") are ignored.
+    """
+    python_stderr = io.StringIO()
+    with tempfile.TemporaryFile() as log:
+        saved = _redirected(log.fileno())
+        try:
+            with contextlib.redirect_stderr(python_stderr), warnings.catch_warnings():
+                warnings.filterwarnings("ignore", module=r"tensorflow\.lite\.")
+                yield
+        except Exception as error:
+            _restore(saved)
+            saved = None
+            log.seek(0)
+            text = log.read().decode(errors="replace") + python_stderr.getvalue()
+            if text.strip():
+                _add_log(error, text)
+            raise
+        finally:
+            _restore(saved)
+
+
 def _check_batch_size(batch_size):
     if batch_size is not None and (isinstance(batch_size, bool) or not isinstance(batch_size, int)
                                    or batch_size < 1):
@@ -84,7 +168,7 @@ def _with_static_batch(model, batch_size):
     return keras.Model(inputs, outputs, name=model.name)
 
 
-def convert(model, quantize=None, representative_data=None, batch_size=1):
+def convert(model, quantize=None, representative_data=None, batch_size=1, verbose=False):
     """Converts `model` to a TFLite flatbuffer that uses builtin ops only.
 
     The model is traced with `keras_fried.ops.builtin_ops_only()`, so circulant
@@ -109,6 +193,12 @@ def convert(model, quantize=None, representative_data=None, batch_size=1):
             calibrate `"int8"`.
         batch_size: The batch the flatbuffer takes (a positive int), or None
             for a dynamic batch.
+        verbose: Whether to let the converter print its log to stderr
+            (TensorFlow's C++ logging, as `TF_CPP_MIN_LOG_LEVEL` allows, and
+            its warnings: 11-14 lines per call with the variable unset).
+            Defaults to `False`: nothing is printed, and if the conversion
+            fails, the captured log is attached to the exception as a note
+            (shown below the traceback).
 
     Returns:
         The `.tflite` flatbuffer as bytes.
@@ -132,7 +222,10 @@ def convert(model, quantize=None, representative_data=None, batch_size=1):
     _check_batch_size(batch_size)
     # The converter prints its temporary SavedModel's signature, and reloading it warns
     # that the FWHT's custom gradient was not saved (inference needs no gradient).
-    with builtin_ops_only(integer=quantize == "int8"), contextlib.redirect_stdout(io.StringIO()), _absl_errors_only():
+    # Unless verbose, its C++ log (written to fd 2 directly) is captured too.
+    quiet = contextlib.nullcontext() if verbose else _converter_output_captured()
+    with quiet, builtin_ops_only(integer=quantize == "int8"), contextlib.redirect_stdout(io.StringIO()), \
+            _absl_errors_only():
         converter = tf.lite.TFLiteConverter.from_keras_model(_with_static_batch(model, batch_size))
         converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
         if quantize is not None:
@@ -295,28 +388,18 @@ def benchmark(tflite_model, threads=1, runs=200, warmup=20, delegates=True):
 def dense_counterpart(model):
     """A copy of `model` with plain Keras layers in place of keras_fried's.
 
-    Every dense-like keras_fried layer becomes a `Dense` with the same number of
-    outputs, activation and bias (freshly initialised), every `SketchConv2D` a
-    `Conv2D` with the same filters, kernel size, strides and padding; the other
-    layers keep their weights. It is what the model would be without
-    keras_fried, for comparing size and speed.
+    Every registered keras_fried layer becomes its `dense_counterpart()` (a
+    `Dense` with the same outputs, activation and bias, or for `SketchConv2D`
+    a `Conv2D` with the same filters, kernel size, strides and padding),
+    freshly initialised; the other layers keep their weights. It is what the
+    model would be without keras_fried, for comparing size and speed.
     """
-    import keras
+    from keras_fried.layers import registry
+    from keras_fried.model_graph import clone_replacing
 
-    from keras_fried import layers as fried_layers
-    from keras_fried.model_layers import clone_replacing
-
-    def replace(layer):
-        plain = {"activation": getattr(layer, "activation", None), "use_bias": getattr(layer, "use_bias", True),
-                 "name": layer.name}
-        if isinstance(layer, fried_layers.SketchConv2D):
-            return keras.layers.Conv2D(layer.filters, layer.kernel_size, strides=layer.strides,
-                                       padding=layer.padding, **plain)
-        if type(layer).__module__.startswith("keras_fried.layers"):
-            return keras.layers.Dense(layer.compute_output_shape(layer.input.shape)[-1], **plain)
-        return None
-
-    return clone_replacing(model, replace)
+    return clone_replacing(
+        model, lambda layer: layer.dense_counterpart() if registry.is_registered(layer) else None
+    )
 
 
 def compare(model, quantize=None, representative_data=None, threads=1, rounds=5, runs=200):

@@ -28,16 +28,23 @@ trials, and the chief, which holds the oracle, calls `results` once its
 `search` returns (`is_worker` tells the two apart).
 """
 
-import math
 import os
 
 import keras
 import keras_tuner
 
-from keras_fried import layers as fried_layers
-from keras_fried.summary import count_params
+from keras_fried import arguments
+from keras_fried.layers import registry
+from keras_fried.model_summary import count_params
 
+# The kinds searched by default: every registered kind that replaces Dense
+# (`registry`) may be searched; "dense" is the plain baseline.
 KINDS = ("adaptive_fastfood", "fastfood", "circulant", "sketch_dense", "low_rank_dense", "dense")
+
+
+def searchable_kinds():
+    """Every kind `FriedHyperModel` can search: the registered Dense replacements and "dense"."""
+    return (*registry.kinds(replaces=keras.layers.Dense), "dense")
 REJECTED = "rejected (over budget)"
 
 
@@ -61,9 +68,11 @@ class FriedHyperModel(keras_tuner.HyperModel):
 
     Hyperparameters: `kind` (one of `kinds`), `<kind>_features` (powers of
     two in `features_range`; under a budget only those that can fit, see
-    `feature_choices`), per kind `sigma` (Fastfood bandwidth, relative to
-    `sqrt(d)`), `rank` and `num_sketches` (SketchDense, LowRankDense, as a
-    fraction of the smaller dimension), and for all `dropout` and
+    `feature_choices`), per kind the knobs its layer class draws in
+    `from_search` (Fastfood's `sigma`, relative to `sqrt(d)`; SketchDense's
+    `sketch_rank_fraction` and `num_sketches`; LowRankDense's
+    `rank_fraction`, of the smaller dimension; HashedDense's
+    `bucket_fraction`, of the Dense kernel), and for all `dropout` and
     `learning_rate`. The model is `head(dropout(relu(layer(trunk(inputs)))))`,
     compiled with Adam.
 
@@ -77,7 +86,8 @@ class FriedHyperModel(keras_tuner.HyperModel):
             the outputs (then pass `loss` and `metrics`).
         max_params: Parameter budget of the whole model, or None; counted by
             `keras_fried.count_params` (fixed random structure excluded).
-        kinds: The layer kinds to search.
+        kinds: The layer kinds to search: registered kinds that replace
+            Dense (`searchable_kinds()`) and `"dense"`.
         features_range: `(low, high)` bounds of the number of features.
         loss, metrics: For `compile`; defaults suit an integer-label classifier.
         decay_steps: If given, the learning rate decays to zero along a cosine
@@ -99,17 +109,13 @@ class FriedHyperModel(keras_tuner.HyperModel):
         name="fried",
     ):
         super().__init__(name=name, tunable=True)
-        unknown = sorted(set(kinds) - set(KINDS))
+        unknown = sorted(set(kinds) - set(searchable_kinds()))
         if not kinds or unknown:
             raise ValueError(
                 f"Received an invalid value for argument `kinds`, expected a non-empty "
-                f"subset of {KINDS}. Received: kinds={kinds!r}"
+                f"subset of {searchable_kinds()}. Received: kinds={kinds!r}"
             )
-        if max_params is not None and (not isinstance(max_params, int) or max_params <= 0):
-            raise ValueError(
-                "Received an invalid value for argument `max_params`, expected a "
-                f"positive integer or None. Received: max_params={max_params!r}"
-            )
+        arguments.positive_int(max_params, "max_params", allow_none=True)
         low, high = features_range
         if not 1 <= low <= high:
             raise ValueError(
@@ -136,24 +142,10 @@ class FriedHyperModel(keras_tuner.HyperModel):
         return self.trunk(inputs)
 
     def _structured_layer(self, hp, kind, features, input_dim):
-        smaller = min(input_dim, features)
         with hp.conditional_scope("kind", [kind]):
-            if kind == "adaptive_fastfood":
-                return fried_layers.AdaptiveFastfood(features)
-            if kind == "fastfood":
-                relative = hp.Float("sigma", 0.5, 2.0, sampling="log")
-                d = 1 << max(input_dim - 1, 0).bit_length()
-                return fried_layers.Fastfood(features, sigma=relative * math.sqrt(d), output_mode="linear")
-            if kind == "circulant":
-                return fried_layers.Circulant(features)
-            if kind == "sketch_dense":
-                fraction = hp.Choice("sketch_rank_fraction", [1 / 32, 1 / 16, 1 / 8])
-                num_sketches = hp.Int("num_sketches", 1, 2)
-                return fried_layers.SketchDense(features, max(1, int(smaller * fraction)), num_sketches)
-            if kind == "low_rank_dense":
-                fraction = hp.Choice("rank_fraction", [1 / 32, 1 / 16, 1 / 8, 1 / 4])
-                return fried_layers.LowRankDense(features, max(1, int(smaller * fraction)))
-            return keras.layers.Dense(features)
+            if kind == "dense":
+                return keras.layers.Dense(features)
+            return registry.get(kind).from_search(hp, features, input_dim)
 
     def _model(self, hp, kind, features):
         """The uncompiled model of one trial; knobs not yet in `hp` take their defaults."""

@@ -12,7 +12,8 @@ def _model(seed=0):
     keras.utils.set_random_seed(seed)
     return keras.Sequential([
         keras.Input((10, 10, 2)), keras.layers.Conv2D(6, 3, activation="relu", name="conv"),
-        keras.layers.Flatten(name="flatten"), keras.layers.Dense(16, activation="relu", name="fc"), keras.layers.Dense(3, name="out"),
+        keras.layers.Flatten(name="flatten"), keras.layers.Dense(16, activation="relu", name="fc"),
+        keras.layers.Dense(3, name="out"),
     ])
 
 
@@ -20,19 +21,81 @@ def _zeros(model, name):
     return np.asarray(model.get_layer(name).kernel) == 0
 
 
+def _reference_mask(scores, sparsity):
+    """NumPy reference of the rule: each unit's best weight, then the best of the rest, to the count."""
+    flat = scores.reshape(-1, scores.shape[-1])
+    keep = np.zeros(flat.shape, bool)
+    keep[np.argmax(flat, axis=0), np.arange(flat.shape[1])] = True
+    count = scores.size - round(sparsity * scores.size) - keep.sum()
+    rest = np.where(keep, -np.inf, flat).ravel()
+    keep.ravel()[np.argsort(-rest, kind="stable")[:count]] = True
+    return keep.reshape(scores.shape)
+
+
 def test_magnitude_pruning_zeros_the_smallest_weights_and_leaves_the_original():
     model = _model()
     before = [np.array(w) for w in model.get_weights()]
+    nodes = {layer.name: len(layer._inbound_nodes) for layer in model.layers}
     pruned, report = keras_fried.prune(model, 0.75, return_report=True)
     for old, new in zip(before, model.get_weights()):
         np.testing.assert_array_equal(old, new)
+    assert {layer.name: len(layer._inbound_nodes) for layer in model.layers} == nodes  # never called
     for row in report:
         assert row["nonzero"] == row["weights"] - round(0.75 * row["weights"])
+        assert row["disconnected_units"] == 0
         kernel = np.asarray(model.get_layer(row["name"]).kernel)
-        kept = np.abs(kernel[~_zeros(pruned, row["name"])])
-        assert kept.min() >= np.abs(kernel[_zeros(pruned, row["name"])]).max()
-    assert {r["name"] for r in report} == {"conv", "fc", "out"}
+        np.testing.assert_array_equal(~_zeros(pruned, row["name"]), _reference_mask(np.abs(kernel), 0.75))
+    # The output layer is left out by default; `layers` can name it.
+    assert {r["name"] for r in report} == {"conv", "fc"}
+    assert np.all(np.asarray(pruned.get_layer("out").kernel) == np.asarray(model.get_layer("out").kernel))
     np.testing.assert_array_equal(pruned.get_layer("fc").bias, model.get_layer("fc").bias)
+    named = keras_fried.prune(model, 0.75, layers=["fc", "out"], return_report=True)[1]
+    assert [r["name"] for r in named] == ["fc", "out"]
+
+
+def test_no_unit_is_disconnected_even_where_its_weights_all_score_lowest():
+    # Units 0-3 of "out" have weights far smaller than any other: plain
+    # lowest-score pruning at 0.9 would remove all of their inputs.
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.Input((20,)), keras.layers.Dense(10, name="hidden"),
+                              keras.layers.Dense(10, name="out")])
+    kernel = np.random.default_rng(0).standard_normal((10, 10)).astype("float32")
+    kernel[:, :4] *= 1e-3
+    model.get_layer("out").kernel.assign(kernel)
+    for method in ("magnitude", "trifactor"):
+        for scope in ("layer", "global"):
+            pruned, report = keras_fried.prune(model, 0.9, method=method, scope=scope, layers=["hidden", "out"],
+                                               return_report=True)
+            for row in report:
+                assert row["disconnected_units"] == 0, (method, scope)
+                kernel_after = np.asarray(pruned.get_layer(row["name"]).kernel)
+                assert np.all(np.count_nonzero(kernel_after, axis=0) >= 1), (method, scope, row["name"])
+
+
+def test_global_scope_uses_one_threshold_across_layers():
+    from keras_fried.pruning import global_masks
+
+    model = _model()
+    pruned, report = keras_fried.prune(model, 0.75, scope="global", return_report=True)
+    total = sum(r["weights"] for r in report)
+    assert sum(r["nonzero"] for r in report) == total - round(0.75 * total)
+    assert len({r["nonzero"] / r["weights"] for r in report}) > 1  # the layers lose different shares
+    kernels = [np.abs(np.asarray(model.get_layer(name).kernel)) for name in ("conv", "fc")]
+    masks = global_masks(kernels, 0.75)
+    for name, mask in zip(("conv", "fc"), masks):
+        np.testing.assert_array_equal(~_zeros(pruned, name), mask)
+    # Apart from each unit's best weight, every weight kept outscores every weight pruned.
+    scores = np.concatenate([k.ravel() for k in kernels])
+    kept = np.concatenate([m.ravel() for m in masks])
+    best = np.zeros_like(kept)
+    offset = 0
+    for k in kernels:
+        flat = k.reshape(-1, k.shape[-1])
+        best[offset + np.argmax(flat, axis=0) * flat.shape[1] + np.arange(flat.shape[1])] = True
+        offset += k.size
+    assert scores[kept & ~best].min() >= scores[~kept].max()
+    with pytest.raises(ValueError, match="scope='global' is for unstructured"):
+        keras_fried.prune(model, 0.5, structured=True, scope="global")
 
 
 def test_pruned_weights_stay_zero_through_fit_save_load_and_tflite(tmp_path):
@@ -98,21 +161,44 @@ def test_trifactor_pruning_keeps_the_structure_the_chain_shares():
     from keras_fried.pruning import trifactor_scores
 
     model = _model()
-    pruned, report = keras_fried.prune(model, 0.8, method="trifactor", return_report=True)
+    pruned, report = keras_fried.prune(model, 0.8, method="trifactor", layers=["conv", "fc", "out"],
+                                       return_report=True)
     assert {r["name"] for r in report} == {"conv", "fc", "out"}
     for row in report:
         assert row["nonzero"] == row["weights"] - round(0.8 * row["weights"])
     # A Dense weight's score is |R_hat_ij|: at full rank the reconstruction is the kernel,
     # and trifactor pruning is magnitude pruning.
     dense = [model.get_layer("fc"), model.get_layer("out")]
-    scores = trifactor_scores(dense, rank_fraction=1.0)
+    scores = trifactor_scores(model, dense, rank_fraction=1.0)
     for layer in dense:
-        np.testing.assert_allclose(scores[layer.name], np.abs(np.asarray(layer.kernel)), rtol=1e-4, atol=1e-6)
+        np.testing.assert_allclose(scores[layer], np.abs(np.asarray(layer.kernel)), rtol=1e-4, atol=1e-6)
     # Conv2D and Dense kernels are factorized in separate chains.
-    from keras_fried.pruning import _chains
+    from keras_fried.pruning import chains
 
-    chains = _chains([model.get_layer(n) for n in ("conv", "fc", "out")])
-    assert [[layer.name for layer in chain] for chain in chains] == [["conv"], ["fc", "out"]]
+    found = chains(model, [model.get_layer(n) for n in ("conv", "fc", "out")])
+    assert [[layer.name for layer in chain] for chain in found] == [["conv"], ["fc", "out"]]
+
+
+def test_chains_follow_the_graph_not_the_layer_list():
+    from keras_fried.pruning import chains
+
+    # Two parallel branches of one width on one input: listed one after the
+    # other, with matching widths, but neither feeds the other.
+    inputs = keras.Input((8,))
+    left = keras.layers.Dense(8, activation="relu", name="left")(inputs)
+    right = keras.layers.Dense(8, activation="relu", name="right")(inputs)
+    top = keras.layers.Dense(8, name="top")(right)
+    outputs = keras.layers.Dense(2, name="out")(keras.layers.Concatenate()([left, top]))
+    model = keras.Model(inputs, outputs)
+    found = chains(model, [model.get_layer(n) for n in ("left", "right", "top")])
+    assert sorted([layer.name for layer in chain] for chain in found) == [["left"], ["right", "top"]]
+    # A layer whose output also goes elsewhere ends its chain.
+    inputs = keras.Input((8,))
+    hidden = keras.layers.Dense(8, activation="relu", name="hidden")(inputs)
+    side = keras.layers.Dense(8, name="side")(hidden)
+    model = keras.Model(inputs, [keras.layers.Dense(2, name="out")(hidden), side])
+    found = chains(model, [model.get_layer(n) for n in ("hidden", "side", "out")])
+    assert sorted([layer.name for layer in chain] for chain in found) == [["hidden"], ["out"], ["side"]]
 
 
 def _chain_model(seed=0, batch_norm=False):
@@ -192,8 +278,8 @@ def test_trifactor_unit_scores_find_the_units_that_carry_nothing():
     b[dead, :] *= 1e-3
     model.get_layer("a").kernel.assign(a)
     model.get_layer("b").kernel.assign(b)
-    scores = unit_scores([model.get_layer(n) for n in "abc"], "trifactor", rank_fraction=0.5)
-    assert sorted(np.argsort(scores["a"])[:2]) == dead
+    scores = unit_scores(model, [model.get_layer(n) for n in "abc"], "trifactor", rank_fraction=0.5)
+    assert sorted(np.argsort(scores[model.get_layer("a")])[:2]) == dead
 
 
 def test_data_weights_each_score_by_the_rms_of_its_input():
@@ -205,8 +291,8 @@ def test_data_weights_each_score_by_the_rms_of_its_input():
     data = np.random.default_rng(0).standard_normal((50, 6)).astype("float32")
     data[:, 0] = 0
     for method in ("magnitude", "trifactor"):
-        with_data = keras_fried.prune(model, 4 / 24, method=method, data=data)
-        without = keras_fried.prune(model, 4 / 24, method=method)
+        with_data = keras_fried.prune(model, 4 / 24, method=method, data=data, layers="a")
+        without = keras_fried.prune(model, 4 / 24, method=method, layers="a")
         assert np.all(with_data.get_layer("a").kernel.numpy()[0] == 0), method
         assert np.all(without.get_layer("a").kernel.numpy()[0] == 10), method
 
@@ -237,5 +323,5 @@ def test_structured_refuses_what_it_cannot_shrink():
                                    keras.layers.LayerNormalization(name="norm"), keras.layers.Dense(2)])
     with pytest.raises(ValueError, match="layer 'norm' \\(LayerNormalization\\)"):
         keras_fried.prune(normalized, 0.5, structured=True)
-    with pytest.raises(TypeError, match="Received: structured='yes'"):
+    with pytest.raises(ValueError, match="Received: structured='yes'"):
         keras_fried.prune(normalized, 0.5, structured="yes")

@@ -47,7 +47,7 @@ def test_unbuilt_model_is_refused():
 
 
 def test_count_params_leaves_out_the_structure():
-    from keras_fried.summary import count_params
+    from keras_fried.model_summary import count_params
 
     model = _model()
     assert count_params(model) == keras_fried.summary(model, print_fn=None)["params"]

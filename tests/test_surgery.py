@@ -69,7 +69,7 @@ def test_branches_and_a_nested_sequential(tmp_path):
     before = _weights(model)
     x = _teacher_data(64)
     fried = keras_fried.fry(model, "low_rank_dense", rank=2, verbose=0)
-    leaves = {layer.name: type(layer).__name__ for layer in keras_fried.model_layers.leaf_layers(fried)}
+    leaves = {layer.name: type(layer).__name__ for layer in keras_fried.model_graph.leaf_layers(fried)}
     assert leaves["left"] == leaves["inner"] == leaves["merge"] == "LowRankDense" and leaves["out"] == "Dense"
     for old, new in zip(before, _weights(model)):
         np.testing.assert_array_equal(old, new)
@@ -91,7 +91,8 @@ def test_full_rank_low_rank_fry_reproduces_the_model():
 def test_choosing_layers_by_name_object_predicate_and_per_layer_arguments():
     model = _sequential()
     one = keras_fried.fry(model, "circulant", layers="hidden2", verbose=0)
-    assert type(one.get_layer("hidden")) is keras.layers.Dense and type(one.get_layer("hidden2")).__name__ == "Circulant"
+    assert type(one.get_layer("hidden")) is keras.layers.Dense
+    assert type(one.get_layer("hidden2")).__name__ == "Circulant"
     by_object = keras_fried.fry(model, "circulant", layers=[model.get_layer("hidden")], verbose=0)
     assert type(by_object.get_layer("hidden")).__name__ == "Circulant"
     by_predicate = keras_fried.fry(model, "circulant", layers=lambda l: l.name.startswith("hidden"), verbose=0)
@@ -226,7 +227,8 @@ def test_unbuilt_and_subclassed_models_are_refused():
 
 
 def test_every_dense_like_kind_is_offered():
-    assert set(surgery.KINDS.values()) == {
+    offered = fried_layers.registry.kinds(replaces=keras.layers.Dense, from_trained=True)
+    assert set(offered.values()) == {
         fried_layers.AdaptiveFastfood, fried_layers.Circulant, fried_layers.SketchDense,
         fried_layers.LowRankDense, fried_layers.HashedDense,
     }
@@ -256,3 +258,149 @@ def test_conv2d_only_when_asked():
         keras_fried.fry(model, conv_kind="sketch_conv2d")
     with pytest.raises(ValueError, match="Received: conv_kind='fft'"):
         keras_fried.fry(model, conv_kind="fft")
+
+
+def _two_nested_with_one_name(seed=0):
+    """Two nested models, each with a Dense named "dense" (names are unique per model only)."""
+    keras.utils.set_random_seed(seed)
+    inputs = keras.Input((16,))
+    branches = []
+    for model_name in ("encoder_a", "encoder_b"):
+        nested = keras.Sequential(
+            [keras.Input((16,)), keras.layers.Dense(32, activation="relu", name="dense")], name=model_name
+        )
+        branches.append(nested(inputs))
+    outputs = keras.layers.Dense(3, name="out")(keras.layers.Concatenate()(branches))
+    return keras.Model(inputs, outputs)
+
+
+def test_nested_layers_of_one_name_are_each_replaced_from_their_own_weights():
+    model = _two_nested_with_one_name()
+    x = _teacher_data(64)
+    fried, report = keras_fried.fry(model, "circulant", seed=0, return_report=True)
+    assert [r["name"] for r in report] == ["encoder_a/dense", "encoder_b/dense"]
+    for model_name in ("encoder_a", "encoder_b"):
+        old = model.get_layer(model_name).get_layer("dense")
+        new = fried.get_layer(model_name).get_layer("dense")
+        reference = fried_layers.Circulant.from_dense(old, seed=0)
+        np.testing.assert_array_equal(np.asarray(new.r), np.asarray(reference.r))
+    # With data, each records what its own layer sees.
+    _, with_data = keras_fried.fry(model, "low_rank_dense", rank=4, data=x, distill_epochs=0,
+                                   output_distill_epochs=0, return_report=True)
+    for row, model_name in zip(with_data, ("encoder_a", "encoder_b")):
+        old = model.get_layer(model_name).get_layer("dense")
+        expected = fried_layers.LowRankDense.from_dense(old, 4, inputs=x)
+        assert row["start"] == "closed form on data"
+        assert abs(row["relative_error"] - surgery._relative_error(expected, old, x)) < 1e-6
+    # A bare name that two nested layers share is refused; the path is not.
+    with pytest.raises(ValueError, match="the name 'dense' is ambiguous"):
+        keras_fried.fry(model, layers=["dense"])
+    one = keras_fried.fry(model, "circulant", layers=["encoder_b/dense"])
+    assert type(one.get_layer("encoder_a").get_layer("dense")) is keras.layers.Dense
+    assert type(one.get_layer("encoder_b").get_layer("dense")) is fried_layers.Circulant
+
+
+def test_nested_layers_of_one_name_are_each_pruned_on_their_own():
+    model = _two_nested_with_one_name()
+    pruned, report = keras_fried.prune(model, 0.5, return_report=True)
+    assert [r["name"] for r in report] == ["encoder_a/dense", "encoder_b/dense"]
+    for model_name in ("encoder_a", "encoder_b"):
+        kernel = np.abs(np.asarray(model.get_layer(model_name).get_layer("dense").kernel))
+        kept = np.asarray(pruned.get_layer(model_name).get_layer("dense").kernel) != 0
+        np.testing.assert_array_equal(kept, keras_fried.pruning.mask_from_scores(kernel, 0.5))
+    x = _teacher_data(64)
+    with_data = keras_fried.prune(model, 0.5, data=x)
+    assert with_data.get_layer("encoder_a").get_layer("dense").kernel_constraint is not None
+
+
+def test_parallel_branches_of_one_width_are_not_one_chain():
+    keras.utils.set_random_seed(0)
+    inputs = keras.Input((16,))
+    left = keras.layers.Dense(16, activation="relu", name="left")(inputs)
+    right = keras.layers.Dense(16, activation="relu", name="right")(inputs)
+    model = keras.Model(inputs, keras.layers.Dense(2, name="out")(keras.layers.Add()([left, right])))
+    chains = keras_fried.pruning.chains(model, [model.get_layer("left"), model.get_layer("right")])
+    assert sorted([layer.name for layer in chain] for chain in chains) == [["left"], ["right"]]
+    # Each branch's trifactor scores are its own: the same as for that branch alone.
+    both = keras_fried.pruning.trifactor_scores(model, [model.get_layer("left"), model.get_layer("right")])
+    alone = keras_fried.pruning.trifactor_scores(model, [model.get_layer("left")])
+    np.testing.assert_allclose(both[model.get_layer("left")], alone[model.get_layer("left")])
+    fried, report = keras_fried.fry(model, "circulant", return_report=True)
+    assert sorted(r["name"] for r in report) == ["left", "right"]
+
+
+def test_shared_layers_and_subclassed_nested_models_are_refused_before_anything_is_built():
+    inputs = keras.Input((16,))
+    shared = keras.layers.Dense(16, name="shared")
+    model = keras.Model(inputs, keras.layers.Dense(2)(shared(shared(inputs))))
+    before = _weights(model)
+    for call in (lambda: keras_fried.fry(model), lambda: keras_fried.prune(model, 0.5)):
+        with pytest.raises(ValueError, match="layer 'shared' is used 2 times"):
+            call()
+    for old, new in zip(before, _weights(model)):
+        np.testing.assert_array_equal(old, new)
+    subclassed = _Subclassed()
+    subclassed(np.zeros((1, 16), "float32"))
+    outer_inputs = keras.Input((16,))
+    outer = keras.Model(outer_inputs, keras.layers.Dense(2)(subclassed(outer_inputs)))
+    with pytest.raises(ValueError, match="is a subclassed _Subclassed"):
+        keras_fried.prune(outer, 0.5)
+
+
+def test_the_users_model_is_never_called_or_changed(monkeypatch):
+    model = _branches_and_nested()
+    x = _teacher_data(64)
+    nodes = {id(layer): len(layer._inbound_nodes) for layer in keras_fried.model_graph.leaf_layers(model)}
+    changed = []
+    original_setattr = keras.layers.Dense.__setattr__
+    ids = set(nodes)
+
+    def spy(layer, name, value):
+        if id(layer) in ids and name == "activation":
+            changed.append(layer.name)
+        original_setattr(layer, name, value)
+
+    monkeypatch.setattr(keras.layers.Dense, "__setattr__", spy)
+    keras_fried.fry(model, "circulant", data=x, distill_epochs=1, output_distill_epochs=1)
+    keras_fried.prune(model, 0.5, data=x)
+    monkeypatch.undo()
+    assert changed == []  # not even for a moment (another thread would see it)
+    assert {id(layer): len(layer._inbound_nodes) for layer in keras_fried.model_graph.leaf_layers(model)} == nodes
+    assert not model.compiled and getattr(model, "predict_function", None) is None
+
+
+def test_a_model_with_nothing_to_replace_is_refused():
+    model = keras.Sequential([keras.Input((8,)), keras.layers.Dense(2, name="out")])
+    with pytest.raises(ValueError, match="fry found no layer to replace"):
+        keras_fried.fry(model)
+    assert type(keras_fried.fry(model, "circulant", layers=["out"]).get_layer("out")) is fried_layers.Circulant
+
+
+def test_the_output_layer_is_found_through_trailing_activations():
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.Input((8,)), keras.layers.Dense(8, name="hidden"),
+                              keras.layers.Dense(4, name="logits"), keras.layers.Dropout(0.1),
+                              keras.layers.Activation("softmax")])
+    report = keras_fried.fry(model, "circulant", return_report=True)[1]
+    assert [r["name"] for r in report] == ["hidden"]
+
+
+def test_fry_with_data_prints_nothing_at_its_defaults():
+    import subprocess
+    import sys
+
+    script = (
+        "import numpy as np, keras, keras_fried\n"
+        "model = keras.Sequential([keras.Input((16,)), keras.layers.Dense(32, activation='relu'),"
+        " keras.layers.Dense(3, activation='softmax')])\n"
+        "x = np.random.default_rng(0).standard_normal((64, 16)).astype('float32')\n"
+        "print('START', flush=True)\n"
+        "keras_fried.fry(model, 'circulant', data=x)\n"
+        "keras_fried.fry(model, 'adaptive_fastfood', data=x)\n"
+    )
+    env = {**__import__("os").environ, "TF_CPP_MIN_LOG_LEVEL": "3", "KERAS_BACKEND": "tensorflow"}
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=300)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split("START", 1)[1].strip() == ""
+    # stderr: nothing after the start beyond what TensorFlow prints when it loads.
+    assert "Epoch" not in result.stderr and "━" not in result.stderr and "Warning" not in result.stderr, result.stderr

@@ -9,7 +9,8 @@ from keras_fried import trifactorize
 def _planted_chain(sizes=(40, 30, 25, 20), ranks=(4, 5, 3, 4), noise=0.01, seed=0):
     rng = np.random.default_rng(seed)
     factors = [rng.standard_normal((n, k)) for n, k in zip(sizes, ranks)]
-    clean = [factors[i] @ rng.standard_normal((ranks[i], ranks[i + 1])) @ factors[i + 1].T for i in range(len(sizes) - 1)]
+    clean = [factors[i] @ rng.standard_normal((ranks[i], ranks[i + 1])) @ factors[i + 1].T
+             for i in range(len(sizes) - 1)]
     noisy = [m + noise * np.linalg.norm(m) / np.sqrt(m.size) * rng.standard_normal(m.shape) for m in clean]
     return noisy, clean, list(ranks)
 

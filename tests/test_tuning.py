@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 from keras_fried import tuning
-from keras_fried.summary import count_params
+from keras_fried.model_summary import count_params
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -113,8 +113,8 @@ def test_knobs_over_the_budget_reject_the_trial_without_training(tmp_path):
 
 
 def test_results_are_reproducible_with_a_seed(tmp_path):
-    first = [r["hyperparameters"] for r in tuning.results(_search(tmp_path / "a", keras_tuner.RandomSearch, max_trials=2)[0])]
-    second = [r["hyperparameters"] for r in tuning.results(_search(tmp_path / "b", keras_tuner.RandomSearch, max_trials=2)[0])]
+    runs = [_search(tmp_path / name, keras_tuner.RandomSearch, max_trials=2)[0] for name in ("a", "b")]
+    first, second = ([r["hyperparameters"] for r in tuning.results(run)] for run in runs)
     assert first == second
 
 
@@ -129,11 +129,16 @@ def test_other_tuners(tmp_path, tuner_cls, kwargs):
 
 
 def test_pareto_front_and_markdown():
+    def row(trial, status, kind, features, val_error, params):
+        return {"trial": trial, "status": status, "kind": kind, "features": features,
+                "hyperparameters": {"kind": kind, f"{kind}_features": features},
+                "val_error": val_error, "params": params}
+
     rows = [
-        {"trial": "0", "status": "trained", "kind": "dense", "features": 16, "hyperparameters": {"kind": "dense", "dense_features": 16}, "val_error": 2.0, "params": 100},
-        {"trial": "1", "status": "trained", "kind": "circulant", "features": 32, "hyperparameters": {"kind": "circulant", "circulant_features": 32}, "val_error": 1.0, "params": 300},
-        {"trial": "2", "status": "trained", "kind": "dense", "features": 64, "hyperparameters": {"kind": "dense", "dense_features": 64}, "val_error": 1.5, "params": 400},
-        {"trial": "3", "status": "rejected", "kind": "dense", "features": 128, "hyperparameters": {"kind": "dense", "dense_features": 128}, "val_error": None, "params": 900},
+        row("0", "trained", "dense", 16, 2.0, 100),
+        row("1", "trained", "circulant", 32, 1.0, 300),
+        row("2", "trained", "dense", 64, 1.5, 400),
+        row("3", "rejected", "dense", 128, None, 900),
     ]
     assert [r["trial"] for r in tuning.pareto_front(rows)] == ["0", "1"]
     table = tuning.markdown(rows)
@@ -148,11 +153,22 @@ def test_cosine_decay_when_asked():
     )
 
 
+def test_every_registered_dense_kind_can_be_searched():
+    for kind in tuning.searchable_kinds():
+        hp = keras_tuner.HyperParameters()
+        hp.Fixed("kind", kind)
+        layer = tuning.FriedHyperModel((64,), head=2, kinds=(kind,))._structured_layer(hp, kind, 32, 64)
+        assert layer(np.zeros((2, 64), "float32")).shape == (2, 32), kind
+    assert "hashed_dense" in tuning.searchable_kinds() and "sketch_conv2d" not in tuning.searchable_kinds()
+
+
 def test_bad_arguments():
     with pytest.raises(ValueError, match="Received: kinds=\\('fft',\\)"):
         tuning.FriedHyperModel((4,), kinds=("fft",))
     with pytest.raises(ValueError, match="Received: max_params=0"):
         tuning.FriedHyperModel((4,), max_params=0)
+    with pytest.raises(ValueError, match="Received: max_params=True"):  # a bool is an int, not a budget
+        tuning.FriedHyperModel((4,), max_params=True)
     with pytest.raises(ValueError, match="features_range"):
         tuning.FriedHyperModel((4,), features_range=(64, 32))
 

@@ -4,18 +4,19 @@ import math
 
 import keras
 
-from keras_fried import ops as fried_ops
-from keras_fried.layers.fastfood_blocks import add_inner_dropout
-from keras_fried.layers.fastfood_blocks import build_fastfood_blocks
-from keras_fried.layers.fastfood_blocks import check_structured_permutation
-from keras_fried.layers.fastfood_blocks import fastfood_project
+from keras_fried import arguments
+from keras_fried.layers.fastfood_base import FastfoodBase
 from keras_fried.layers.structured_layer import DenseLikeLayer
-from keras_fried.layers.structured_layer import check_last_dim
-from keras_fried.layers.structured_layer import check_positive_int
+from keras_fried.layers.structured_layer import arguments_of_dense
+from keras_fried.layers.structured_layer import assign_bias
+from keras_fried.layers.structured_layer import dense_weights
+
+# The keys every saved config of the layer has, 0.1's included (a hand-written config may lack them).
+_SAVED_CONFIG_KEYS = ("name", "trainable", "dtype", "units", "activation", "use_bias", "seed")
 
 
 @keras.saving.register_keras_serializable(package="keras_fried")
-class AdaptiveFastfood(DenseLikeLayer):
+class AdaptiveFastfood(FastfoodBase, DenseLikeLayer):
     """Adaptive Fastfood layer, a drop-in replacement for `Dense`.
 
     Computes `activation(V x + bias)` where `V` stacks Fastfood blocks
@@ -102,6 +103,9 @@ class AdaptiveFastfood(DenseLikeLayer):
         - [Le, Sarlos, Smola, Fastfood, ICML 2013](https://arxiv.org/abs/1408.3060)
     """
 
+    kind = "adaptive_fastfood"
+    replaces = keras.layers.Dense
+    diagonals_trainable = True
     # The magnitude of layers saved before `diagonal_magnitude` existed (0.1).
     LEGACY_DIAGONAL_MAGNITUDE = 1.0 / 32
 
@@ -135,46 +139,50 @@ class AdaptiveFastfood(DenseLikeLayer):
             seed=seed,
             **kwargs,
         )
-        check_positive_int(units, "units")
-        if diagonal_magnitude is not None and (
-            isinstance(diagonal_magnitude, bool)
-            or not isinstance(diagonal_magnitude, (int, float))
-            or not diagonal_magnitude > 0
-        ):
-            raise ValueError(
-                "Received an invalid value for argument `diagonal_magnitude`, expected a "
-                f"positive number or None. Received: diagonal_magnitude={diagonal_magnitude!r}"
-            )
-        self.units = units
-        self.diagonal_magnitude = diagonal_magnitude
-        add_inner_dropout(self, inner_dropout)
-        self.structured_permutation = check_structured_permutation(structured_permutation)
-        self.input_spec = keras.layers.InputSpec(min_ndim=2)
+        self.init_fastfood(units, seed, inner_dropout, structured_permutation)
+        self.diagonal_magnitude = arguments.positive_number(
+            diagonal_magnitude, "diagonal_magnitude", allow_none=True
+        )
+
+    def diagonal_magnitude_for(self, d):
+        return self.diagonal_magnitude or math.sqrt(3.0 / d)
+
+    def scale_for(self, d):
+        return 1.0 / (d * self.diagonal_magnitude_for(d) ** 3)
 
     def build(self, input_shape):
-        d = fried_ops.next_power_of_two(check_last_dim(input_shape, self.name))
-        magnitude = self.diagonal_magnitude or math.sqrt(3.0 / d)
-        build_fastfood_blocks(self, input_shape, trainable=True, diagonal_magnitude=magnitude)
-        self.scale = 1.0 / (self.padded_dim * magnitude**3)
+        super().build(input_shape)
         self.add_bias(self.units)
 
-    def call(self, inputs, training=False):
-        return self.finish(fastfood_project(self, inputs, training))
-
-    def compute_output_shape(self, input_shape):
-        return tuple(input_shape[:-1]) + (self.units,)
+    def transform(self, inputs, training=False):
+        return self.project(inputs, training)
 
     def get_config(self):
         config = super().get_config()
         del config["kernel_initializer"]  # not an argument of this layer
-        config["units"] = self.units
         config["diagonal_magnitude"] = self.diagonal_magnitude
-        config["inner_dropout"] = self.inner_dropout
-        config["structured_permutation"] = self.structured_permutation
         return config
 
     @classmethod
     def from_config(cls, config):
-        # Saved before the argument existed: the diagonals were stored at 1/32.
-        config = {"diagonal_magnitude": cls.LEGACY_DIAGONAL_MAGNITUDE, **config}
+        # Saved by 0.1, before the argument existed: the diagonals were stored at 1/32.
+        if "diagonal_magnitude" not in config and all(key in config for key in _SAVED_CONFIG_KEYS):
+            config = {**config, "diagonal_magnitude": cls.LEGACY_DIAGONAL_MAGNITUDE}
         return super().from_config(config)
+
+    @classmethod
+    def from_dense(cls, dense, **kwargs):
+        """An AdaptiveFastfood in place of a built Dense: its random Fastfood start, the Dense's bias.
+
+        There is no closed form: the diagonals start from the layer's own
+        initialisation (see the class). The bias, activation and the bias and
+        activity regularizers and constraints are copied (not the kernel's:
+        the layer's weights are not a kernel); `kwargs` override arguments
+        (e.g. `seed`).
+        """
+        arguments = arguments_of_dense(dense, kwargs, kernel_arguments=False)
+        layer = cls(dense.units, **arguments)
+        kernel, bias = dense_weights(dense)
+        layer.build((None, kernel.shape[0]))
+        assign_bias(layer, bias)
+        return layer

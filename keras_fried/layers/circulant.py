@@ -4,14 +4,13 @@ import keras
 import numpy as np
 from keras import ops
 
+from keras_fried import arguments
 from keras_fried import ops as fried_ops
 from keras_fried.layers.structured_layer import DenseLikeLayer
 from keras_fried.layers.structured_layer import arguments_of_dense
 from keras_fried.layers.structured_layer import assign_bias
 from keras_fried.layers.structured_layer import check_last_dim
-from keras_fried.layers.structured_layer import check_positive_int
 from keras_fried.layers.structured_layer import dense_weights
-from keras_fried.layers.structured_layer import transform_dtype
 
 
 @keras.saving.register_keras_serializable(package="keras_fried")
@@ -65,6 +64,10 @@ class Circulant(DenseLikeLayer):
           networks with circulant projections, ICCV 2015](https://arxiv.org/abs/1502.03436)
     """
 
+    kind = "circulant"
+    replaces = keras.layers.Dense
+    closed_form = True
+
     def __init__(
         self,
         units,
@@ -93,29 +96,30 @@ class Circulant(DenseLikeLayer):
             seed=seed,
             **kwargs,
         )
-        check_positive_int(units, "units")
+        arguments.positive_int(units, "units")
         self.units = units
         self.input_spec = keras.layers.InputSpec(min_ndim=2)
 
     def build(self, input_shape):
         self.input_dim = check_last_dim(input_shape, self.name)
         self.size = d = max(self.input_dim, self.units)
-        self.r = self.add_kernel("r", (d,), autocast=False)
+        # r has its own stream: from the signs' seed state, sign(r) would repeat the signs.
+        self.r = self.add_kernel("r", (d,), purpose="r", autocast=False)
         rng = keras.random.SeedGenerator(self.seed)
         signs = 2.0 * ops.cast(keras.random.randint((d,), 0, 2, seed=rng), "float32") - 1.0
         self.signs = self.add_structure_weight("signs", signs)
         self.add_bias(self.units)
         self.input_spec = keras.layers.InputSpec(min_ndim=2, axes={-1: self.input_dim})
 
-    def call(self, inputs):
-        work_dtype = transform_dtype(self.compute_dtype)
+    def transform(self, inputs, training=False):
+        work_dtype = fried_ops.transform_dtype(self.compute_dtype)
         x = ops.cast(inputs, work_dtype)
         # The product zero-pads x to the circulant's size (in TFLite, for free).
         x = x * ops.cast(self.signs[: self.input_dim], work_dtype)
         # The variable itself where no cast is needed: TFLite conversion reads its value.
         r = self.r if self.r.dtype == work_dtype else ops.cast(self.r, work_dtype)
         y = fried_ops.circulant_product(x, r)
-        return self.finish(y if self.units == self.size else y[..., : self.units])
+        return y if self.units == self.size else y[..., : self.units]
 
     def compute_output_shape(self, input_shape):
         return tuple(input_shape[:-1]) + (self.units,)

@@ -5,19 +5,15 @@ import math
 import keras
 from keras import ops
 
-from keras_fried.layers.fastfood_blocks import add_inner_dropout
-from keras_fried.layers.fastfood_blocks import build_fastfood_blocks
-from keras_fried.layers.fastfood_blocks import check_structured_permutation
-from keras_fried.layers.fastfood_blocks import fastfood_project
-from keras_fried.layers.structured_layer import StructuredLayer
-from keras_fried.layers.structured_layer import check_positive_int
-from keras_fried.layers.structured_layer import check_seed
+from keras_fried import arguments
+from keras_fried import ops as fried_ops
+from keras_fried.layers.fastfood_base import FastfoodBase
 
 OUTPUT_MODES = ("fourier", "linear")
 
 
 @keras.saving.register_keras_serializable(package="keras_fried")
-class Fastfood(StructuredLayer):
+class Fastfood(FastfoodBase):
     """Non-adaptive Fastfood transform (all randomness fixed).
 
     Stacks Fastfood blocks
@@ -80,38 +76,27 @@ class Fastfood(StructuredLayer):
         - [Rahimi, Recht, Random features for large-scale kernel machines, NIPS 2007](https://papers.nips.cc/paper/3182)
     """
 
+    kind = "fastfood"
+    replaces = keras.layers.Dense
+    # A fixed random feature map without bias or activation: it cannot stand
+    # in for a trained Dense (use AdaptiveFastfood for that).
+    from_trained = False
+
     def __init__(self, units, sigma=1.0, output_mode="fourier", seed=None, inner_dropout=0.0,
                  structured_permutation=False, **kwargs):
         kwargs.setdefault("trainable", False)
         super().__init__(**kwargs)
         # It maps the last axis only, as Dense does: a mask over the other axes stays valid.
         self.supports_masking = True
-        check_positive_int(units, "units")
-        check_seed(seed)
-        if isinstance(sigma, bool) or not isinstance(sigma, (int, float)) or not sigma > 0:
-            raise ValueError(
-                "Received an invalid value for argument `sigma`, expected a "
-                f"positive number. Received: sigma={sigma!r}"
-            )
-        if output_mode not in OUTPUT_MODES:
-            raise ValueError(
-                "Received an invalid value for argument `output_mode`, expected "
-                f"one of {OUTPUT_MODES}. Received: output_mode={output_mode!r}"
-            )
-        self.units = units
-        self.sigma = float(sigma)
-        self.output_mode = output_mode
-        self.seed = seed
-        add_inner_dropout(self, inner_dropout)
-        self.structured_permutation = check_structured_permutation(structured_permutation)
-        self.input_spec = keras.layers.InputSpec(min_ndim=2)
+        self.init_fastfood(units, seed, inner_dropout, structured_permutation)
+        self.sigma = arguments.positive_number(sigma, "sigma")
+        self.output_mode = arguments.one_of(output_mode, "output_mode", OUTPUT_MODES)
 
-    def build(self, input_shape):
-        build_fastfood_blocks(self, input_shape, trainable=False)
-        self.scale = 1.0 / (self.sigma * math.sqrt(self.padded_dim))
+    def scale_for(self, d):
+        return 1.0 / (self.sigma * math.sqrt(d))
 
     def call(self, inputs, training=False):
-        projection = fastfood_project(self, inputs, training)
+        projection = self.project(inputs, training)
         if self.output_mode == "fourier":
             norm = math.sqrt(1.0 / self.units)
             projection = norm * ops.concatenate(
@@ -123,16 +108,26 @@ class Fastfood(StructuredLayer):
         width = 2 * self.units if self.output_mode == "fourier" else self.units
         return tuple(input_shape[:-1]) + (width,)
 
+    def dense_counterpart(self):
+        """A `Dense` without bias giving the same number of outputs (`2 * units` for Fourier features)."""
+        width = 2 * self.units if self.output_mode == "fourier" else self.units
+        return keras.layers.Dense(width, use_bias=False, name=self.name)
+
+    @classmethod
+    def like(cls, layer, **kwargs):
+        raise ValueError(
+            "Fastfood is a fixed random feature map (no bias, no activation) and cannot replace a "
+            f"trained {type(layer).__name__}: use AdaptiveFastfood (kind='adaptive_fastfood')."
+        )
+
+    @classmethod
+    def from_search(cls, hp, units, input_dim):
+        """Linear features with the bandwidth searched relative to `sqrt(d)` (0.5 to 2, log scale)."""
+        relative = hp.Float("sigma", 0.5, 2.0, sampling="log")
+        d = fried_ops.next_power_of_two(input_dim)
+        return cls(units, sigma=relative * math.sqrt(d), output_mode="linear")
+
     def get_config(self):
         config = super().get_config()
-        config.update(
-            {
-                "units": self.units,
-                "sigma": self.sigma,
-                "output_mode": self.output_mode,
-                "seed": self.seed,
-                "inner_dropout": self.inner_dropout,
-                "structured_permutation": self.structured_permutation,
-            }
-        )
+        config.update({"sigma": self.sigma, "output_mode": self.output_mode})
         return config

@@ -7,12 +7,12 @@ import keras
 import numpy as np
 from keras import ops
 
+from keras_fried import arguments
 from keras_fried import ops as fried_ops
 from keras_fried.layers.structured_layer import DenseLikeLayer
 from keras_fried.layers.structured_layer import arguments_of_dense
 from keras_fried.layers.structured_layer import assign_bias
 from keras_fried.layers.structured_layer import check_last_dim
-from keras_fried.layers.structured_layer import check_positive_int
 from keras_fried.layers.structured_layer import dense_weights
 
 
@@ -59,6 +59,11 @@ class HashedDense(DenseLikeLayer):
           ICML 2015](https://arxiv.org/abs/1504.04788)
     """
 
+    kind = "hashed_dense"
+    replaces = keras.layers.Dense
+    required_arguments = ("num_buckets",)
+    closed_form = True
+
     def __init__(
         self,
         units,
@@ -90,8 +95,8 @@ class HashedDense(DenseLikeLayer):
             seed=seed,
             **kwargs,
         )
-        check_positive_int(units, "units")
-        check_positive_int(num_buckets, "num_buckets")
+        arguments.positive_int(units, "units")
+        arguments.positive_int(num_buckets, "num_buckets")
         self.units = units
         self.num_buckets = num_buckets
         self.input_spec = keras.layers.InputSpec(min_ndim=2)
@@ -126,8 +131,8 @@ class HashedDense(DenseLikeLayer):
         """The virtual `(input_dim, units)` kernel `xi(i, j) w[h(i, j)]`."""
         return ops.take(self.w, self.bucket_index) * ops.cast(self.bucket_sign, self.w.dtype)
 
-    def call(self, inputs):
-        return self.finish(ops.matmul(inputs, ops.cast(self.kernel(), self.compute_dtype)))
+    def transform(self, inputs, training=False):
+        return ops.matmul(inputs, ops.cast(self.kernel(), self.compute_dtype))
 
     def compute_output_shape(self, input_shape):
         return tuple(input_shape[:-1]) + (self.units,)
@@ -136,6 +141,12 @@ class HashedDense(DenseLikeLayer):
         config = super().get_config()
         config.update({"units": self.units, "num_buckets": self.num_buckets})
         return config
+
+    @classmethod
+    def from_search(cls, hp, units, input_dim):
+        """The buckets searched as 1/64, 1/32 or 1/16 of the Dense kernel's weights."""
+        fraction = hp.Choice("bucket_fraction", [1 / 64, 1 / 32, 1 / 16])
+        return cls(units, max(1, int(input_dim * units * fraction)))
 
     @classmethod
     def from_dense(cls, dense, num_buckets, **kwargs):

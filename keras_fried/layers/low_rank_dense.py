@@ -4,11 +4,11 @@ import keras
 import numpy as np
 from keras import ops
 
+from keras_fried import arguments
 from keras_fried.layers.structured_layer import DenseLikeLayer
 from keras_fried.layers.structured_layer import arguments_of_dense
 from keras_fried.layers.structured_layer import assign_bias
 from keras_fried.layers.structured_layer import check_last_dim
-from keras_fried.layers.structured_layer import check_positive_int
 from keras_fried.layers.structured_layer import dense_weights
 
 
@@ -47,6 +47,12 @@ class LowRankDense(DenseLikeLayer):
           (the SVD baselines of Table 1)
     """
 
+    kind = "low_rank_dense"
+    replaces = keras.layers.Dense
+    required_arguments = ("rank",)
+    closed_form = True
+    data_aware = True
+
     def __init__(
         self,
         units,
@@ -76,8 +82,8 @@ class LowRankDense(DenseLikeLayer):
             seed=seed,
             **kwargs,
         )
-        check_positive_int(units, "units")
-        check_positive_int(rank, "rank")
+        arguments.positive_int(units, "units")
+        arguments.positive_int(rank, "rank")
         self.units = units
         self.rank = rank
         self.input_spec = keras.layers.InputSpec(min_ndim=2)
@@ -95,8 +101,8 @@ class LowRankDense(DenseLikeLayer):
         self.add_bias(self.units)
         self.input_spec = keras.layers.InputSpec(min_ndim=2, axes={-1: d1})
 
-    def call(self, inputs):
-        return self.finish(ops.matmul(ops.matmul(inputs, self.u), self.v))
+    def transform(self, inputs, training=False):
+        return ops.matmul(ops.matmul(inputs, self.u), self.v)
 
     def compute_output_shape(self, input_shape):
         return tuple(input_shape[:-1]) + (self.units,)
@@ -105,6 +111,12 @@ class LowRankDense(DenseLikeLayer):
         config = super().get_config()
         config.update({"units": self.units, "rank": self.rank})
         return config
+
+    @classmethod
+    def from_search(cls, hp, units, input_dim):
+        """The rank searched as 1/32 to 1/4 of the smaller dimension."""
+        fraction = hp.Choice("rank_fraction", [1 / 32, 1 / 16, 1 / 8, 1 / 4])
+        return cls(units, max(1, int(min(input_dim, units) * fraction)))
 
     @classmethod
     def from_dense(cls, dense, rank, inputs=None, **kwargs):

@@ -4,9 +4,9 @@ import keras
 import numpy as np
 from keras import ops
 
+from keras_fried import arguments
 from keras_fried import ops as fried_ops
 from keras_fried.layers.structured_layer import DenseLikeLayer
-from keras_fried.layers.structured_layer import check_positive_int
 
 PADDINGS = ("valid", "same")
 
@@ -80,6 +80,11 @@ class SketchConv2D(DenseLikeLayer):
           Approximation using Tensor Sketching, 2017](https://arxiv.org/abs/1710.07850)
     """
 
+    kind = "sketch_conv2d"
+    replaces = keras.layers.Conv2D
+    required_arguments = ("rank",)
+    closed_form = True
+
     def __init__(
         self,
         filters,
@@ -113,14 +118,10 @@ class SketchConv2D(DenseLikeLayer):
             seed=seed,
             **kwargs,
         )
-        check_positive_int(filters, "filters")
-        check_positive_int(rank, "rank")
-        check_positive_int(num_sketches, "num_sketches")
-        if padding not in PADDINGS:
-            raise ValueError(
-                "Received an invalid value for argument `padding`, expected one of "
-                f"{PADDINGS}. Received: padding={padding!r}"
-            )
+        arguments.positive_int(filters, "filters")
+        arguments.positive_int(rank, "rank")
+        arguments.positive_int(num_sketches, "num_sketches")
+        arguments.one_of(padding, "padding", PADDINGS)
         self.filters = filters
         self.kernel_size = _pair(kernel_size, "kernel_size")
         self.rank = rank
@@ -139,6 +140,7 @@ class SketchConv2D(DenseLikeLayer):
                 f"channel count. Received: input_shape={tuple(input_shape)}"
             )
         d1, d2, k, l = input_shape[-1], self.filters, self.rank, self.num_sketches
+        self.input_dim = d1
         if k > min(d1, d2):
             raise ValueError(
                 "Received an invalid value for argument `rank`, expected at most "
@@ -159,9 +161,9 @@ class SketchConv2D(DenseLikeLayer):
         self.add_bias(d2)
         self.input_spec = keras.layers.InputSpec(ndim=4, axes={-1: d1})
 
-    def call(self, inputs):
+    def transform(self, inputs, training=False):
         dtype = self.compute_dtype
-        y = fried_ops.sketch_conv2d(
+        return fried_ops.sketch_conv2d(
             ops.cast(inputs, dtype),
             self.u1,
             ops.cast(self.s1, dtype),
@@ -170,13 +172,38 @@ class SketchConv2D(DenseLikeLayer):
             strides=self.strides,
             padding=self.padding,
         )
-        return self.finish(y)
 
     def compute_output_shape(self, input_shape):
-        conv = keras.layers.Conv2D(
-            self.filters, self.kernel_size, strides=self.strides, padding=self.padding
+        # Conv2D's arithmetic (dilation 1), without building a Conv2D, which would use up a name.
+        spatial = []
+        for size, kernel, stride in zip(input_shape[1:3], self.kernel_size, self.strides):
+            if size is None:
+                spatial.append(None)
+            elif self.padding == "same":
+                spatial.append(-(-size // stride))
+            else:
+                spatial.append((size - kernel) // stride + 1)
+        return (input_shape[0], *spatial, self.filters)
+
+    def dense_counterpart(self):
+        """A `Conv2D` with the same filters, kernel size, strides, padding, activation and bias."""
+        return keras.layers.Conv2D(
+            self.filters, self.kernel_size, strides=self.strides, padding=self.padding,
+            activation=self.activation, use_bias=self.use_bias, name=self.name,
         )
-        return conv.compute_output_shape(input_shape)
+
+    @classmethod
+    def like(cls, layer, **kwargs):
+        return cls(layer.filters, tuple(layer.kernel_size), **{
+            "strides": tuple(layer.strides), "padding": layer.padding, "activation": layer.activation,
+            "use_bias": layer.use_bias, **kwargs,
+        })
+
+    @classmethod
+    def from_dense(cls, dense, **kwargs):
+        raise ValueError(
+            f"SketchConv2D replaces Conv2D layers (`from_conv2d`), not Dense. Received: dense={dense!r}"
+        )
 
     def get_config(self):
         config = super().get_config()

@@ -4,12 +4,12 @@ import keras
 import numpy as np
 from keras import ops
 
+from keras_fried import arguments
 from keras_fried import ops as fried_ops
 from keras_fried.layers.structured_layer import DenseLikeLayer
 from keras_fried.layers.structured_layer import arguments_of_dense
 from keras_fried.layers.structured_layer import assign_bias
 from keras_fried.layers.structured_layer import check_last_dim
-from keras_fried.layers.structured_layer import check_positive_int
 from keras_fried.layers.structured_layer import dense_weights
 
 
@@ -64,6 +64,11 @@ class SketchDense(DenseLikeLayer):
           Approximation using Tensor Sketching, 2017](https://arxiv.org/abs/1710.07850)
     """
 
+    kind = "sketch_dense"
+    replaces = keras.layers.Dense
+    required_arguments = ("rank",)
+    closed_form = True
+
     def __init__(
         self,
         units,
@@ -94,9 +99,9 @@ class SketchDense(DenseLikeLayer):
             seed=seed,
             **kwargs,
         )
-        check_positive_int(units, "units")
-        check_positive_int(rank, "rank")
-        check_positive_int(num_sketches, "num_sketches")
+        arguments.positive_int(units, "units")
+        arguments.positive_int(rank, "rank")
+        arguments.positive_int(num_sketches, "num_sketches")
         self.units = units
         self.rank = rank
         self.num_sketches = num_sketches
@@ -126,16 +131,15 @@ class SketchDense(DenseLikeLayer):
         self.add_bias(d2)
         self.input_spec = keras.layers.InputSpec(min_ndim=2, axes={-1: d1})
 
-    def call(self, inputs):
+    def transform(self, inputs, training=False):
         dtype = self.compute_dtype
-        y = fried_ops.sketch_dense(
+        return fried_ops.sketch_dense(
             ops.cast(inputs, dtype),
             ops.cast(self.s1, dtype),
             self.u1,
             self.u2,
             ops.cast(self.s2, dtype),
         )
-        return self.finish(y)
 
     def compute_output_shape(self, input_shape):
         return tuple(input_shape[:-1]) + (self.units,)
@@ -144,6 +148,13 @@ class SketchDense(DenseLikeLayer):
         config = super().get_config()
         config.update({"units": self.units, "rank": self.rank, "num_sketches": self.num_sketches})
         return config
+
+    @classmethod
+    def from_search(cls, hp, units, input_dim):
+        """The rank searched as 1/32, 1/16 or 1/8 of the smaller dimension, with 1 or 2 sketches."""
+        fraction = hp.Choice("sketch_rank_fraction", [1 / 32, 1 / 16, 1 / 8])
+        num_sketches = hp.Int("num_sketches", 1, 2)
+        return cls(units, max(1, int(min(input_dim, units) * fraction)), num_sketches)
 
     @classmethod
     def from_dense(cls, dense, rank, num_sketches=1, **kwargs):

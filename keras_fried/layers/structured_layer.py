@@ -1,8 +1,21 @@
-"""Base class for layers with fixed random structure (signs, permutations, sketches)."""
+"""Base classes of keras_fried's layers: fixed random structure, Dense's arguments, what a layer is.
+
+Every keras_fried layer says what it is, for the whole-model tools (`fry`,
+`prune`, `summary`, `tflite.compare`, `tuning`), through the class attributes
+and methods of `StructuredLayer`: its `kind` (its name in
+`keras_fried.layers.registry`), the Keras layer class it `replaces`, the
+`required_arguments` it cannot do without, whether its `from_dense` start is a
+closed-form fit (`closed_form`), and its `dense_counterpart`. The tools ask the
+layer; none keeps its own list.
+"""
+
+import zlib
 
 import keras
 import numpy as np
 from keras import ops
+
+from keras_fried import arguments
 
 # The Dense arguments a replacement layer takes over (fry, from_dense).
 DENSE_ARGUMENTS = (
@@ -18,11 +31,18 @@ def check_built_dense(dense, argument="dense"):
         )
 
 
-def arguments_of_dense(dense, overrides):
-    """Dense's activation, bias and regularisers as constructor arguments, with `overrides`."""
+def arguments_of_dense(dense, overrides, kernel_arguments=True):
+    """Dense's activation, bias and regularisers as constructor arguments, with `overrides`.
+
+    With `kernel_arguments=False`, the kernel's regulariser and constraint are
+    left out (for a layer whose weights are not a kernel).
+    """
     check_built_dense(dense)
     config = dense.get_config()
-    arguments = {key: config[key] for key in DENSE_ARGUMENTS if key in config}
+    arguments = {
+        key: config[key] for key in DENSE_ARGUMENTS
+        if key in config and (kernel_arguments or not key.startswith("kernel_"))
+    }
     arguments.update(overrides)
     return arguments
 
@@ -40,20 +60,17 @@ def assign_bias(layer, bias):
         layer.bias.assign(np.asarray(bias, np.float32))
 
 
-def check_positive_int(value, name):
-    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-        raise ValueError(
-            f"Received an invalid value for argument `{name}`, expected a "
-            f"positive integer. Received: {name}={value!r}"
-        )
+def derived_seed(seed, purpose):
+    """The seed of one random stream of a layer seeded `seed` (None stays None).
 
-
-def check_seed(seed):
-    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
-        raise ValueError(
-            "Received an invalid value for argument `seed`, expected an "
-            f"integer or None. Received: seed={seed!r}"
-        )
+    A layer that draws two things (its fixed structure and an initializer, or
+    its structure and dropout masks) gives each its own stream: from one seed
+    state they would be the same numbers (the signs and the signs of the
+    initial weights, say). crc32 rather than `hash`, which changes per process.
+    """
+    if seed is None:
+        return None
+    return (int(seed) * 1_000_003 + zlib.crc32(purpose.encode())) % 2**31
 
 
 def check_last_dim(input_shape, layer_name):
@@ -70,19 +87,36 @@ def check_last_dim(input_shape, layer_name):
     return input_shape[-1]
 
 
-def transform_dtype(compute_dtype):
-    """The dtype a transform (FWHT, FFT) runs in: float32 for 16-bit policies."""
-    return "float32" if compute_dtype in ("float16", "bfloat16") else compute_dtype
-
-
 class StructuredLayer(keras.layers.Layer):
-    """A layer whose fixed random structure is stored but not counted.
+    """A layer whose fixed random structure is stored but not counted, and that says what it is.
 
     The structure (random signs, permutations, sketch matrices, hash tables)
     is drawn once from the layer's seed and kept as non-trainable weights, so a
     saved model reloads bit-identical; `count_params()` leaves it out, as the
     papers do, since a seed regenerates it.
+
+    Subclasses set the class attributes below; `keras_fried.layers.registry`
+    lists the classes.
+
+    Attributes:
+        kind: The layer's name in the registry and in `fry(model, kind)`.
+        replaces: The Keras layer class it stands in for (`keras.layers.Dense`
+            or `keras.layers.Conv2D`).
+        required_arguments: Constructor arguments it needs beyond what the
+            replaced layer gives (`("rank",)`).
+        closed_form: Whether `from_dense` (`from_conv2d`) fits the replaced
+            layer's kernel; if False it starts at random, with the old bias.
+        data_aware: Whether `from_dense` takes `inputs=` (what the replaced
+            layer sees) and is then already the best fit on them.
+        from_trained: Whether it can replace a trained layer at all (`fry`).
     """
+
+    kind = None
+    replaces = keras.layers.Dense
+    required_arguments = ()
+    closed_form = False
+    data_aware = False
+    from_trained = True
 
     def add_structure_weight(self, name, value, dtype="float32"):
         weight = self.add_weight(
@@ -99,17 +133,52 @@ class StructuredLayer(keras.layers.Layer):
         return weight
 
     def count_params(self):
+        if not self.built:
+            return super().count_params()  # raises, as Keras layers do
         structure = getattr(self, "_structure_weight_ids", set())
-        return sum(
-            int(ops.size(w)) for w in self.weights if id(w) not in structure
+        return sum(int(ops.size(w)) for w in self.weights if id(w) not in structure)
+
+    def dense_counterpart(self):
+        """An unbuilt plain Keras layer giving the same outputs from the same inputs.
+
+        What the model would hold without keras_fried (freshly initialised), for
+        comparing size and speed (`summary`, `tflite.compare`): a `Dense` of
+        the same `units`, activation and bias by default.
+        """
+        return keras.layers.Dense(
+            self.units, activation=self.activation, use_bias=self.use_bias, name=self.name
         )
+
+    @classmethod
+    def like(cls, layer, **kwargs):
+        """An unstarted layer of this class with `layer`'s outputs, activation and bias.
+
+        `layer` is an instance of `cls.replaces`; `kwargs` add or override
+        arguments (`rank`, `seed`, ...). `fry(..., start="random")` uses it.
+        """
+        return cls(layer.units, **{"activation": layer.activation, "use_bias": layer.use_bias, **kwargs})
+
+    @classmethod
+    def from_dense(cls, dense, **kwargs):
+        raise NotImplementedError(f"{cls.__name__} has no start from a Dense layer.")
+
+    @classmethod
+    def from_search(cls, hp, units, input_dim):
+        """A layer with `units` outputs whose other arguments a keras-tuner search draws from `hp`.
+
+        `keras_fried.tuning` calls it inside the kind's conditional scope; the
+        default has no knobs. `hp` is a `keras_tuner.HyperParameters`.
+        """
+        return cls(units)
 
 
 class DenseLikeLayer(StructuredLayer):
     """The arguments, bias and activation that keras_fried layers share with Dense.
 
     Subclasses pass Dense's arguments through, create their weights with
-    `add_kernel` / `add_bias` in `build`, and end `call` with `self.finish(y)`.
+    `add_kernel` / `add_bias` in `build`, and compute their product (before
+    bias and activation) in `transform`; `call` adds the bias and applies the
+    activation, and `preactivation` gives the outputs before the activation.
     """
 
     def __init__(
@@ -127,29 +196,33 @@ class DenseLikeLayer(StructuredLayer):
         **kwargs,
     ):
         super().__init__(activity_regularizer=activity_regularizer, **kwargs)
-        check_seed(seed)
         self.activation = keras.activations.get(activation)
-        self.use_bias = use_bias
+        self.use_bias = arguments.boolean(use_bias, "use_bias")
         self.kernel_initializer = keras.initializers.get(kernel_initializer)
         self.bias_initializer = keras.initializers.get(bias_initializer)
         self.kernel_regularizer = keras.regularizers.get(kernel_regularizer)
         self.bias_regularizer = keras.regularizers.get(bias_regularizer)
         self.kernel_constraint = keras.constraints.get(kernel_constraint)
         self.bias_constraint = keras.constraints.get(bias_constraint)
-        self.seed = seed
+        self.seed = arguments.seed(seed)
         self.supports_masking = True
 
-    def seeded(self, initializer, offset):
-        """`initializer` drawing from `seed + offset` when the layer has a seed."""
+    def seeded(self, initializer, offset=0, purpose=None):
+        """`initializer` drawing from the layer's seed when it has one.
+
+        From `seed + offset`, or with `purpose` from `derived_seed(seed,
+        purpose)`, a stream apart from the layer's structure generator.
+        """
         initializer = keras.initializers.get(initializer)
         if self.seed is None or not isinstance(initializer, keras.initializers.Initializer):
             return initializer
         config = initializer.get_config()
         if "seed" not in config:
             return initializer
-        return initializer.__class__.from_config({**config, "seed": self.seed + offset})
+        seed = derived_seed(self.seed, purpose) if purpose else self.seed + offset
+        return initializer.__class__.from_config({**config, "seed": seed})
 
-    def add_kernel(self, name, shape, initializer=None, offset=0, autocast=True):
+    def add_kernel(self, name, shape, initializer=None, offset=0, purpose=None, autocast=True):
         """A trainable weight with the kernel's initializer, regularizer, constraint.
 
         Pass `autocast=False` for weights used inside a float32 transform, so
@@ -159,7 +232,7 @@ class DenseLikeLayer(StructuredLayer):
             name=name,
             shape=shape,
             autocast=autocast,
-            initializer=self.seeded(initializer or self.kernel_initializer, offset),
+            initializer=self.seeded(initializer or self.kernel_initializer, offset, purpose),
             regularizer=self.kernel_regularizer,
             constraint=self.kernel_constraint,
         )
@@ -176,12 +249,17 @@ class DenseLikeLayer(StructuredLayer):
             constraint=self.bias_constraint,
         )
 
-    def finish(self, y):
-        """Cast to the compute dtype, add the bias, apply the activation."""
-        y = ops.cast(y, self.compute_dtype)
-        if self.bias is not None:
-            y = y + self.bias
-        return self.activation(y)
+    def transform(self, inputs, training=False):
+        """The layer's product, before bias and activation (any float dtype)."""
+        raise NotImplementedError
+
+    def preactivation(self, inputs, training=False):
+        """The layer's outputs before its activation: the product plus the bias, in the compute dtype."""
+        y = ops.cast(self.transform(inputs, training=training), self.compute_dtype)
+        return y if self.bias is None else y + self.bias
+
+    def call(self, inputs, training=False):
+        return self.activation(self.preactivation(inputs, training=training))
 
     def get_config(self):
         config = super().get_config()

@@ -10,6 +10,7 @@ from keras_fried.ops.fastfood import structured_permutation
 from keras_fried.ops.fwht import fwht
 from keras_fried.ops.fwht import hadamard_factors
 from keras_fried.ops.fwht import next_power_of_two
+from keras_fried.ops.precision import transform_dtype
 from keras_fried.ops.sketch import hashed_weight_tables
 from keras_fried.ops.sketch import sign_sketch
 from keras_fried.ops.sketch import sketch_conv2d
@@ -30,4 +31,5 @@ __all__ = [
     "sketch_conv2d",
     "sketch_dense",
     "structured_permutation",
+    "transform_dtype",
 ]

@@ -10,6 +10,7 @@ from keras_fried.ops.builtin_mode import builtin_ops_only_active
 from keras_fried.ops.builtin_mode import constant_value
 from keras_fried.ops.builtin_mode import rows_product
 from keras_fried.ops.complex_input import transform_parts
+from keras_fried.ops.precision import transform_dtype
 
 
 def circulant_product(x, r):
@@ -30,10 +31,6 @@ def circulant_product(x, r):
     if x.shape[-1] is not None and d is not None and x.shape[-1] < d:
         x = tf.pad(x, [[0, 0]] * (x.shape.rank - 1) + [[0, d - x.shape[-1]]])
     return circulant_matmul_dft(x, r) if builtin else circulant_matmul(x, r)
-
-
-def _work_dtype(dtype):
-    return tf.float32 if dtype in (tf.float16, tf.bfloat16) else dtype
 
 
 def _real_vector(r):
@@ -90,7 +87,7 @@ def circulant_matmul(x, r):
         return transform_parts(circulant_matmul, x, _real_vector(r))
     x, r = _check(x, r)
     dtype = x.dtype
-    work = _work_dtype(dtype)
+    work = transform_dtype(dtype)
     x, r = tf.cast(x, work), tf.cast(r, work)
     d = x.shape[-1]
     spectrum = tf.signal.rfft(x) * tf.signal.rfft(r)
@@ -187,7 +184,7 @@ def circulant_matmul_dft(x, r):
         return transform_parts(circulant_matmul_dft, x, _real_vector(r))
     x, r = _check(x, r)
     dtype = x.dtype
-    work = _work_dtype(dtype)
+    work = transform_dtype(dtype)
     x, r = tf.cast(x, work), tf.cast(r, work)
     d = x.shape[-1]
     shape = tf.shape(x)
@@ -306,7 +303,7 @@ def circulant_matmul_blocks(x, r):
             f"The last axis of `x` must be known and at most len(r)={d}. Received: x.shape={x.shape}"
         )
     dtype = x.dtype
-    x = tf.cast(x, _work_dtype(dtype))
+    x = tf.cast(x, transform_dtype(dtype))
     a, b = block_split(d)
     rows = -(-n // b)  # rows of the [a, b] view the input reaches; the rest are zero
     forward, grouped, inverse = (tf.constant(w, x.dtype) for w in _block_weights(r))

@@ -7,8 +7,8 @@ from keras_fried.ops.builtin_mode import builtin_ops_only_active
 from keras_fried.ops.builtin_mode import constant_value
 from keras_fried.ops.builtin_mode import rows_product
 from keras_fried.ops.fwht import fwht
-from keras_fried.ops.fwht import hadamard_factors
 from keras_fried.ops.fwht import hadamard_factor_array
+from keras_fried.ops.fwht import hadamard_factors
 from keras_fried.ops.fwht import hadamard_steps
 
 

@@ -9,6 +9,7 @@ import tensorflow as tf
 from keras_fried.ops.builtin_mode import builtin_ops_only_active
 from keras_fried.ops.builtin_mode import rows_product
 from keras_fried.ops.complex_input import transform_parts
+from keras_fried.ops.precision import transform_dtype
 
 # Largest Hadamard factor used in one matrix product. Measured on a 2-core CPU at
 # batch 256: factors of 16-32 are fastest (d = 1024 as 32 x 32, d = 4096 as
@@ -206,7 +207,6 @@ def fwht(x, normalize: bool = True):
         )
     _check_last_axis(x.shape[-1])
     dtype = x.dtype
-    if dtype in (tf.float16, tf.bfloat16):
-        x = tf.cast(x, "float32")
+    x = tf.cast(x, transform_dtype(dtype))
     y = _fwht_normalized(x) if normalize else _fwht_unnormalized(x)
     return tf.cast(y, dtype)

@@ -1,6 +1,5 @@
 """Fastfood against the explicit product and the Gaussian kernel, plus the Keras battery."""
 
-import keras
 import numpy as np
 import pytest
 

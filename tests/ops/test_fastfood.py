@@ -66,7 +66,9 @@ def test_between_hadamards_acts_on_h_b_x():
     for k in range(m):
         p = np.zeros((d, d))
         p[np.arange(d), permutation[k]] = 1.0
-        blocks.append(0.5 * np.diag(scaling[k]) @ h @ np.diag(gaussian[k]) @ p @ np.diag(mask[k]) @ h @ np.diag(sign[k]))
+        blocks.append(
+            0.5 * np.diag(scaling[k]) @ h @ np.diag(gaussian[k]) @ p @ np.diag(mask[k]) @ h @ np.diag(sign[k])
+        )
     expected = x @ np.concatenate(blocks).T
     assert max_relative_error(y.numpy(), expected) < 1e-12
 
@@ -86,7 +88,8 @@ def test_lean_form_for_tflite_matches_explicit_matrix(m, n, d, units, integer):
     with builtin_ops_only(integer=integer):
         y = fastfood_transform(tf.constant(x), *map(tf.constant, blocks), scale=0.3, units=units)
     padded = np.pad(x.astype(np.float64), [(0, 0), (0, d - n)])
-    expected = (padded @ fastfood_matrix(*[b if b.dtype == np.int32 else b.astype(np.float64) for b in blocks], scale=0.3).T)[..., :units]
+    wide = [b if b.dtype == np.int32 else b.astype(np.float64) for b in blocks]
+    expected = (padded @ fastfood_matrix(*wide, scale=0.3).T)[..., :units]
     assert y.shape == expected.shape
     assert max_relative_error(y.numpy(), expected) < 1e-5
 

@@ -1,31 +1,17 @@
-"""A parameter report for any Keras model, with what keras_fried layers save."""
+"""A parameter report for any Keras model, with what keras_fried layers save (`keras_fried.summary`)."""
 
 import math
 
 import keras
 import numpy as np
 
-from keras_fried import layers as fried_layers
-from keras_fried.model_layers import leaf_layers
-
-
-def _dense_params(input_dim, units, use_bias=True):
-    return input_dim * units + (units if use_bias else 0)
+from keras_fried.layers import registry
+from keras_fried.model_graph import leaf_layers
 
 
 def _replaced_params(layer):
-    """Parameters of the standard layer a keras_fried layer replaces, or None."""
-    if isinstance(layer, fried_layers.SketchConv2D):
-        h, w = layer.kernel_size
-        return h * w * layer.u1.shape[3] * layer.filters + (layer.filters if layer.use_bias else 0)
-    if isinstance(layer, fried_layers.Fastfood):
-        return _dense_params(layer.input_dim, layer.units, use_bias=False)
-    if isinstance(layer, (
-        fried_layers.AdaptiveFastfood, fried_layers.Circulant, fried_layers.SketchDense,
-        fried_layers.LowRankDense, fried_layers.HashedDense,
-    )):
-        return _dense_params(layer.input_dim, layer.units, layer.use_bias)
-    return None
+    """Parameters of the plain layer a registered keras_fried layer stands in for, or None."""
+    return registry.replaced_params(layer) if registry.is_registered(layer) else None
 
 
 def _weight_bytes(layer):

@@ -1,0 +1,132 @@
+"""What Fastfood and AdaptiveFastfood share: the stacked random blocks and the product with them."""
+
+import keras
+from keras import ops
+
+from keras_fried import arguments
+from keras_fried import ops as fried_ops
+from keras_fried.layers.structured_layer import StructuredLayer
+from keras_fried.layers.structured_layer import check_last_dim
+from keras_fried.layers.structured_layer import derived_seed
+
+
+class FastfoodBase(StructuredLayer):
+    """Stacked Fastfood blocks `V_k x = scale * S_k H G_k P_k H B_k x`, for its two subclasses.
+
+    A subclass calls `init_fastfood` from its `__init__`, sets
+    `diagonals_trainable`, and defines `diagonal_magnitude_for(d)` (S, G and B
+    are stored multiplied by it) and `scale_for(d)`; `build` then creates
+    `ceil(units / d)` blocks for inputs zero-padded to `d`, the next power of
+    two of the input size, and `project` computes `V x`.
+    """
+
+    diagonals_trainable = False
+
+    def init_fastfood(self, units, seed, inner_dropout, structured_permutation):
+        self.units = arguments.positive_int(units, "units")
+        self.seed = arguments.seed(seed)
+        self.inner_dropout = arguments.rate(inner_dropout, "inner_dropout")
+        self.structured_permutation = arguments.boolean(structured_permutation, "structured_permutation")
+        # Its own stream: from the structure's seed, the masks would repeat its draws.
+        self.dropout_seed = (
+            keras.random.SeedGenerator(derived_seed(seed, "inner_dropout")) if self.inner_dropout else None
+        )
+        self.input_spec = keras.layers.InputSpec(min_ndim=2)
+
+    def diagonal_magnitude_for(self, d):
+        return 1.0
+
+    def scale_for(self, d):
+        raise NotImplementedError
+
+    def build(self, input_shape):
+        self.input_dim = check_last_dim(input_shape, self.name)
+        self.padded_dim = d = fried_ops.next_power_of_two(self.input_dim)
+        self.num_blocks = m = -(-self.units // d)
+        magnitude = self.diagonal_magnitude_for(d)
+        self.scale = self.scale_for(d)
+        sign, gaussian, scaling, permutation = self._draw_blocks(m, d)
+
+        def add_diagonal(name, value):
+            return self.add_weight(
+                name=name,
+                shape=(m, d),
+                initializer=lambda shape, dtype: ops.cast(value * magnitude, dtype),
+                trainable=self.diagonals_trainable,
+                autocast=False,  # the product runs in float32 under mixed precision
+                regularizer=self.kernel_regularizer if self.diagonals_trainable else None,
+                constraint=self.kernel_constraint if self.diagonals_trainable else None,
+            )
+
+        self.sign = add_diagonal("sign", sign)
+        self.gaussian = add_diagonal("gaussian", gaussian)
+        self.scaling = add_diagonal("scaling", scaling)
+        self.permutation = self.add_structure_weight("permutation", permutation, "int32")
+        self.input_spec = keras.layers.InputSpec(min_ndim=2, axes={-1: self.input_dim})
+
+    def _draw_blocks(self, m, d):
+        """B, G, S (before the magnitude) and P of `m` blocks of size `d`, from the layer's seed."""
+        # Drawn once, from the layer's seed (or Keras's global seed), and kept as
+        # weights so that a saved model reloads bit-identical.
+        rng = keras.random.SeedGenerator(self.seed)
+        sign = 2.0 * ops.cast(keras.random.randint((m, d), 0, 2, seed=rng), "float32") - 1.0
+        gaussian = keras.random.normal((m, d), seed=rng)
+        permutation = ops.argsort(keras.random.uniform((m, d), seed=rng), axis=-1)
+        # chi(d) lengths: sqrt(2 Gamma(d / 2)), as the lengths of d-dim Gaussian rows.
+        chi = ops.sqrt(2.0 * keras.random.gamma((m, d), alpha=d / 2.0, seed=rng))
+        scaling = chi / ops.sqrt(ops.sum(ops.square(gaussian), axis=-1, keepdims=True))
+        if self.structured_permutation:
+            # Drawn last, so the diagonals equal those of the random-permutation layer of the same seed.
+            axis_permutations = [
+                ops.convert_to_numpy(ops.argsort(keras.random.uniform((f,), seed=rng)))
+                for f in fried_ops.hadamard_factors(d)
+            ]
+            shift = 2 * int(ops.convert_to_numpy(keras.random.randint((), 0, max(d // 2, 1), seed=rng))) + 1
+            shared = fried_ops.structured_permutation(d, axis_permutations, shift % d)
+            permutation = ops.tile(ops.convert_to_tensor(shared[None, :], "int32"), (m, 1))
+        return sign, gaussian, scaling, permutation
+
+    def project(self, inputs, training=False):
+        """`V x` for the layer's blocks (the op zero-pads the input), in float32 or wider, truncated to units.
+
+        With `inner_dropout > 0` and `training`, dropout is applied where
+        Deep Fried Convnets applied it inside the module: on the input (before
+        B), after the first H and after S. (B, G and S are diagonal and P
+        permutes, so these are the three distinct places: dropout right before
+        S would hit the same coordinates as after it.)
+        """
+        work_dtype = fried_ops.transform_dtype(self.compute_dtype)
+        x = ops.cast(inputs, work_dtype)
+        drop = None
+        if training and self.inner_dropout:
+
+            def drop(z):
+                return keras.random.dropout(z, self.inner_dropout, seed=self.dropout_seed)
+
+            x = drop(x)
+        y = fried_ops.fastfood_transform(
+            x,
+            ops.cast(self.sign, work_dtype),
+            ops.cast(self.gaussian, work_dtype),
+            self.permutation,
+            ops.cast(self.scaling, work_dtype),
+            scale=self.scale,
+            units=self.units,
+            between_hadamards=drop,
+        )
+        return drop(y) if drop else y
+
+    def compute_output_shape(self, input_shape):
+        return tuple(input_shape[:-1]) + (self.units,)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            {
+                "units": self.units,
+                "seed": self.seed,
+                "inner_dropout": self.inner_dropout,
+                "structured_permutation": self.structured_permutation,
+            }
+        )
+        return config
