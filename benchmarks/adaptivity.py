@@ -73,8 +73,8 @@ def main(argv=None):
                 losses = train(make_head, d, optimizer, args.epochs)
                 rows.append([d, optimizer, name] + [f"{v:.3f}" for v in losses])
                 print(f"  {d} {optimizer} {name} done", file=sys.stderr, flush=True)
-    print(f"Training loss per epoch (random linear teacher, 1024 examples, batch 64; "
-          f"Adam lr 1e-3, SGD lr 0.01 momentum 0.9)\n")
+    print("Training loss per epoch (random linear teacher, 1024 examples, batch 64; "
+          "Adam lr 1e-3, SGD lr 0.01 momentum 0.9)\n")
     print(markdown_table(["d", "optimizer", "head"] + [f"epoch {i + 1}" for i in range(args.epochs)], rows))
 
 

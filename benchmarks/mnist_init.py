@@ -41,7 +41,6 @@ from keras_fried.datasets import load_mnist_idx  # noqa: E402
 from keras_fried.layers import AdaptiveFastfood  # noqa: E402
 from keras_fried.layers import Circulant  # noqa: E402
 
-
 # --heads choices and the names the table gives them.
 HEADS = {
     "dense": "Dense(500)",
