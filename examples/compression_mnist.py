@@ -37,12 +37,14 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import keras  # noqa: E402
+from mnist_deep_fried import VERBOSE_HELP  # noqa: E402
+from mnist_deep_fried import ResultsFile  # noqa: E402
+from mnist_deep_fried import fit_verbosity  # noqa: E402
+from mnist_deep_fried import load_or_exit  # noqa: E402
+from mnist_deep_fried import pipeline  # noqa: E402
 
 import keras_fried  # noqa: E402
 from keras_fried import layers as fried  # noqa: E402
-from mnist_deep_fried import ResultsFile  # noqa: E402
-from mnist_deep_fried import load_or_exit  # noqa: E402
-from mnist_deep_fried import pipeline  # noqa: E402
 
 SKETCH_RANKS = (2, 4, 8, 12)
 
@@ -107,8 +109,9 @@ def train_one(name, seed, args, train, test):
     schedule = keras.optimizers.schedules.CosineDecay(1e-3, decay_steps=args.epochs * steps)
     model.compile(keras.optimizers.Adam(schedule), "sparse_categorical_crossentropy", metrics=["accuracy"])
     start = time.time()
+    # The pipeline shuffles; Keras ignores (and warns about) shuffle=True for a tf.data.Dataset.
     model.fit(pipeline(*train, args, seed, training=True), steps_per_epoch=steps, epochs=args.epochs,
-              verbose=args.verbose)
+              shuffle=False, verbose=args.verbose)
     _, accuracy = model.evaluate(pipeline(*test, args, seed, training=False), verbose=0)
     return {
         "test_error": 100.0 * (1.0 - accuracy),
@@ -186,8 +189,9 @@ def main(argv=None):
     parser.add_argument("--out", default="results/compression_mnist")
     parser.add_argument("--overwrite", action="store_true", help="start over instead of resuming --out")
     parser.add_argument("--quick", action="store_true", help="smoke run: 1,000 training images, one epoch")
-    parser.add_argument("--verbose", type=int, default=0)
+    parser.add_argument("--verbose", type=int, default=0, help=VERBOSE_HELP)
     args = parser.parse_args(argv)
+    args.verbose = fit_verbosity(args.verbose)
     if args.quick:
         args.epochs = 1
     train, test = load_or_exit(args.data_dir, (1000, 500) if args.quick else (None, None))

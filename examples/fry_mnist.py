@@ -42,13 +42,15 @@ from concurrent.futures import ProcessPoolExecutor  # noqa: E402
 from concurrent.futures import as_completed  # noqa: E402
 
 import keras  # noqa: E402
+from mnist_deep_fried import VERBOSE_HELP  # noqa: E402
+from mnist_deep_fried import ResultsFile  # noqa: E402
+from mnist_deep_fried import build_model  # noqa: E402
+from mnist_deep_fried import fit_verbosity  # noqa: E402
+from mnist_deep_fried import load_or_exit  # noqa: E402
+from mnist_deep_fried import pipeline  # noqa: E402
 
 import keras_fried  # noqa: E402
 from keras_fried import tflite  # noqa: E402
-from mnist_deep_fried import ResultsFile  # noqa: E402
-from mnist_deep_fried import load_or_exit  # noqa: E402
-from mnist_deep_fried import build_model  # noqa: E402
-from mnist_deep_fried import pipeline  # noqa: E402
 
 # row name -> (kind, arguments, starts, passes of fry's output fitting when started from data)
 ROWS = {
@@ -71,8 +73,9 @@ def train_network(args, train, name="reference"):
     steps = -(-len(train[0]) // args.batch_size)
     schedule = keras.optimizers.schedules.CosineDecay(1e-3, decay_steps=args.reference_epochs * steps)
     model.compile(keras.optimizers.Adam(schedule), "sparse_categorical_crossentropy", metrics=["accuracy"])
+    # The pipeline shuffles; Keras ignores (and warns about) shuffle=True for a tf.data.Dataset.
     model.fit(pipeline(*train, args, 0, training=True), steps_per_epoch=steps, epochs=args.reference_epochs,
-              verbose=args.verbose)
+              shuffle=False, verbose=args.verbose)
     return model
 
 
@@ -113,7 +116,7 @@ def fine_tune(name, start, seed, reference, args, train, test):
         tuned.compile(keras.optimizers.Adam(schedule), "sparse_categorical_crossentropy", metrics=["accuracy"])
         begin = time.time()
         tuned.fit(pipeline(*train, args, seed, training=True), steps_per_epoch=steps, epochs=epochs,
-                  verbose=args.verbose)
+                  shuffle=False, verbose=args.verbose)
         seconds = time.time() - begin
         errors.append(test_error(tuned, args, test))
     return {
@@ -223,8 +226,9 @@ def main(argv=None):
     parser.add_argument("--quick", action="store_true", help="smoke run: 1,000 training images, 1 epoch each")
     parser.add_argument("--workers", type=int, default=min(4, os.cpu_count() or 1),
                         help="processes that fine-tune side by side, one thread each (default: the cores, at most 4)")
-    parser.add_argument("--verbose", type=int, default=0)
+    parser.add_argument("--verbose", type=int, default=0, help=VERBOSE_HELP)
     args = parser.parse_args(argv)
+    args.verbose = fit_verbosity(args.verbose)
     if args.quick:
         args.epochs, args.reference_epochs, args.fry_images = 1, 1, 200
     if args.workers < 1:

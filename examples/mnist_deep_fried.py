@@ -5,8 +5,9 @@ flatten (800), FC + ReLU, Dense 10 softmax - with the fully connected layer
 being Dense(500) (the reference) or a Fastfood layer of 1024 or 2048 features,
 non-adaptive or adaptive, all trained jointly from scratch. Prints a Markdown
 table of test error (mean +- sd over --seeds), parameters and size next to the
-paper's numbers, and writes results.json, results.md and a plot of test error
-against parameters into --out.
+paper's numbers, says which committed table of docs/mnist.md the run compares
+with, and writes results.json, results.md and a plot of test error against
+parameters into --out.
 
 Two training protocols:
 - `adam` (default, our recipe): Adam at 1e-3 with a cosine decay to zero,
@@ -27,7 +28,7 @@ Usage:
     python examples/mnist_deep_fried.py                      # MNIST via tensorflow-datasets
     python examples/mnist_deep_fried.py --data-dir ../shared/data/mnist --seeds 3
     python examples/mnist_deep_fried.py --protocol paper --seeds 3
-    python examples/mnist_deep_fried.py --quick              # a small slice, one epoch
+    python examples/mnist_deep_fried.py --quick              # smoke run: a small slice, one epoch
     python examples/mnist_deep_fried.py --models reference adaptive-fastfood-1024 --dropout
 """
 
@@ -43,7 +44,6 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import keras  # noqa: E402
-import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 import keras_fried  # noqa: E402
@@ -75,6 +75,25 @@ PROTOCOLS = ("adam", "paper")
 SIGMA_GRID = (0.5, 1.0, 2.0)
 # What a finished run depends on: a rerun with other values cannot reuse it.
 SETTINGS = ("protocol", "epochs", "iterations", "batch_size", "learning_rate", "lr_schedule", "quick", "data_dir")
+# Each protocol's committed table (three seeds, the protocol's defaults), for the closing printout.
+COMMITTED_TABLES = {
+    "adam": ("docs/mnist.md, section \"Under our recipe\"", "docs/results/table1_adam/results.md"),
+    "paper": ("docs/mnist.md, section \"Under the paper's protocol\", and the README's Results",
+              "docs/results/table1_paper/results.md"),
+}
+PROTOCOL_LABELS = {
+    "adam": "adam protocol (our recipe)",
+    "paper": "paper protocol (Caffe's LeNet SGD solver)",
+}
+VERBOSE_HELP = ("Keras fit verbosity: 0 silent, 1 progress bars on a terminal (one line per epoch, as 2, "
+                "when stdout is redirected), 2 one line per epoch")
+
+
+def fit_verbosity(verbose):
+    """Keras fit's `verbose` for this stdout: progress bars rewrite a terminal
+    line, but in a log file every update stays (megabytes per run), so 1 becomes
+    2 (one line per epoch) when stdout is not a terminal."""
+    return 2 if verbose == 1 and not sys.stdout.isatty() else verbose
 
 
 def fully_connected(name, seed, sigma_relative=1.0, regularizer=None, inner_dropout=0.0):
@@ -188,7 +207,8 @@ def fit_and_evaluate(name, args, seed, train, test, sigma_relative=1.0, save_pat
     start = time.time()
     history = model.fit(
         pipeline(*train, args, seed, training=True), steps_per_epoch=steps, epochs=epochs,
-        verbose=args.verbose, callbacks=[keras.callbacks.TerminateOnNaN()],
+        # The pipeline shuffles; Keras ignores (and warns about) shuffle=True for a tf.data.Dataset.
+        shuffle=False, verbose=args.verbose, callbacks=[keras.callbacks.TerminateOnNaN()],
     )
     seconds = time.time() - start
     _, accuracy = model.evaluate(pipeline(*test, args, seed, training=False), verbose=0)
@@ -283,7 +303,8 @@ def summarise(runs, models):
 
 def markdown(rows):
     lines = [
-        "| model | test error (mean +- sd) | seeds | params | FC params | float32 size | train time | sigma | paper error | paper params |",
+        "| model | test error (mean +- sd) | seeds | params | FC params | float32 size | train time | sigma "
+        "| paper error | paper params |",
         "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
@@ -328,12 +349,38 @@ def plot(rows, path, protocol):
     plt.close(figure)
 
 
+def describe_run(args, seeds, train_examples):
+    """(a line for above the table, a line for after it): what was run and what it compares with."""
+    if args.quick:
+        length = (f"{args.iterations} iterations" if args.protocol == "paper"
+                  else f"{args.epochs} epoch{'s' if args.epochs > 1 else ''}")
+        smoke = (f"SMOKE RUN (--quick: {train_examples:,} training images, {length}): these test errors are "
+                 "not comparable with the paper's column or with the tables in docs/mnist.md.")
+        return smoke, ""
+    section, table = COMMITTED_TABLES[args.protocol]
+    after = (f"This run: {PROTOCOL_LABELS[args.protocol]}, {len(seeds)} seed{'s' if len(seeds) > 1 else ''} "
+             f"({', '.join(map(str, seeds))}). Compare it with the same protocol's table, mean +- sd of 3 seeds: "
+             f"{section} ({table}). The paper columns are the paper's Table 1, trained with its protocol.")
+    defaults = parse_args(["--protocol", args.protocol])
+    length = "iterations" if args.protocol == "paper" else "epochs"
+    changed = [f"--{k.replace('_', '-')} {getattr(args, k)}"
+               for k in (length, "batch_size", "learning_rate", "lr_schedule", "dropout")
+               if not (args.protocol == "paper" and k == "lr_schedule") and getattr(args, k) != getattr(defaults, k)]
+    if changed:
+        after += f" That table used the defaults; this run changed {', '.join(changed)}."
+    return "", after
+
+
 def parse_args(argv):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--models", nargs="+", choices=MODELS + list(OTHER_LAYERS), default=MODELS,
                         help="Table 1's rows (the default) and the package's other layers")
     parser.add_argument("--protocol", choices=PROTOCOLS, default="adam",
-                        help="adam: our recipe; paper: Caffe's LeNet SGD solver (see above)")
+                        help="adam (default, our recipe): Adam at 1e-3 with a cosine decay to zero, batch 128, "
+                             "15 epochs, inputs / 255, no dropout. paper: Caffe's LeNet solver, as the paper "
+                             "trained: SGD with momentum 0.9, learning rate 0.01 (1 + 1e-4 iter)^-0.75, "
+                             "weight decay 5e-4, batch 64, 10,000 iterations, inputs / 256, dropout on the "
+                             "fried rows")
     parser.add_argument("--dropout", nargs="?", const="on", choices=["on", "off", "paper", "inner"], default=None,
                         help="dropout 0.5: on (the bare flag; after the FC layer), off, paper (after the "
                              "fried rows' FC layer only) or inner (inside the fried layers, where the paper "
@@ -353,11 +400,13 @@ def parse_args(argv):
     parser.add_argument("--out", default="results/mnist_deep_fried")
     parser.add_argument("--overwrite", action="store_true", help="start over instead of resuming --out")
     parser.add_argument("--quick", action="store_true",
-                        help="smoke run: 2,000 training and 1,000 test images, one epoch (or 40 iterations)")
+                        help="smoke run: 2,000 training and 1,000 test images, one epoch (or 40 iterations); "
+                             "its errors are not comparable with the paper's")
     parser.add_argument("--save-models", action="store_true",
                         help="also save every trained model as <out>/<model>[-dropout]-seed<k>.keras")
-    parser.add_argument("--verbose", type=int, default=1, help="Keras fit verbosity (1: progress bars)")
+    parser.add_argument("--verbose", type=int, default=1, help=VERBOSE_HELP)
     args = parser.parse_args(argv)
+    args.verbose = fit_verbosity(args.verbose)
     paper = args.protocol == "paper"
     defaults = {
         "dropout": "paper" if paper else "off",
@@ -384,8 +433,11 @@ def main(argv=None):
     settings = {k: getattr(args, k) for k in SETTINGS}
     results = ResultsFile(os.path.join(args.out, "results.json"), settings, args.overwrite)
     seeds = list(range(args.seed, args.seed + args.seeds))
+    before_table, after_table = describe_run(args, seeds, len(train[0]))
     print(f"MNIST: {len(train[0]):,} training and {len(test[0]):,} test images; {args.protocol} protocol, "
           f"seeds {seeds}; results in {results.path}.", flush=True)
+    if before_table:
+        print(before_table, flush=True)
     start = time.time()
     for name in args.models:
         dropout = dropout_mode(name, args)
@@ -415,7 +467,9 @@ def main(argv=None):
     with open(os.path.join(args.out, "results.md"), "w") as f:
         f.write(table + "\n")
     plot(rows, os.path.join(args.out, "error_vs_params.png"), args.protocol)
-    print("\n" + table)
+    print("\n" + (before_table + "\n" if before_table else "") + table)
+    if after_table:
+        print("\n" + after_table)
     print(f"\nThis invocation took {time.time() - start:.0f} s. Wrote results.json, results.md and "
           f"error_vs_params.png to {args.out}")
 

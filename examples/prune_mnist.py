@@ -53,14 +53,16 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
+from fry_mnist import test_error  # noqa: E402
+from fry_mnist import train_network  # noqa: E402
+from mnist_deep_fried import VERBOSE_HELP  # noqa: E402
+from mnist_deep_fried import ResultsFile  # noqa: E402
+from mnist_deep_fried import fit_verbosity  # noqa: E402
+from mnist_deep_fried import load_or_exit  # noqa: E402
+from mnist_deep_fried import pipeline  # noqa: E402
 
 import keras_fried  # noqa: E402
 from keras_fried import tflite  # noqa: E402
-from fry_mnist import test_error  # noqa: E402
-from fry_mnist import train_network  # noqa: E402
-from mnist_deep_fried import ResultsFile  # noqa: E402
-from mnist_deep_fried import load_or_exit  # noqa: E402
-from mnist_deep_fried import pipeline  # noqa: E402
 
 SPARSITIES = (0.5, 0.75, 0.9, 0.95)
 METHODS = ("trifactor", "magnitude")
@@ -109,8 +111,9 @@ def fine_tune(model, seed, args, train, test):
     errors = [test_error(model, args, test)]
     begin = time.time()
     for _ in range(args.epochs):
+        # The pipeline shuffles; Keras ignores (and warns about) shuffle=True for a tf.data.Dataset.
         model.fit(pipeline(*train, args, seed, training=True), steps_per_epoch=steps, epochs=1,
-                  verbose=args.verbose)
+                  shuffle=False, verbose=args.verbose)
         errors.append(test_error(model, args, test))
     return errors, time.time() - begin
 
@@ -198,8 +201,9 @@ def main(argv=None):
     parser.add_argument("--out", default="results/prune_mnist")
     parser.add_argument("--overwrite", action="store_true")
     parser.add_argument("--quick", action="store_true", help="smoke run: 1,000 training images, 1 epoch each")
-    parser.add_argument("--verbose", type=int, default=0)
+    parser.add_argument("--verbose", type=int, default=0, help=VERBOSE_HELP)
     args = parser.parse_args(argv)
+    args.verbose = fit_verbosity(args.verbose)
     if args.quick:
         args.epochs, args.reference_epochs, args.data_images = 1, 1, 200
     train, test = load_or_exit(args.data_dir, (1000, 500) if args.quick else (None, None))

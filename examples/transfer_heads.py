@@ -36,10 +36,12 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
+from mnist_deep_fried import VERBOSE_HELP  # noqa: E402
+from mnist_deep_fried import ResultsFile  # noqa: E402
+from mnist_deep_fried import fit_verbosity  # noqa: E402
+from mnist_deep_fried import load_or_exit  # noqa: E402
 
 import keras_fried  # noqa: E402
-from mnist_deep_fried import ResultsFile  # noqa: E402
-from mnist_deep_fried import load_or_exit  # noqa: E402
 
 HEADS = {
     "gap": lambda: [keras.layers.GlobalAveragePooling2D()],
@@ -71,7 +73,8 @@ def train_trunk(x, y, args):
     model = keras.Sequential([trunk, keras.layers.Flatten(), keras.layers.Dense(500, activation="relu"),
                               keras.layers.Dense(5, activation="softmax")])
     model.compile(keras.optimizers.Adam(1e-3), "sparse_categorical_crossentropy")
-    model.fit(batches(x, y, 0), steps_per_epoch=args.trunk_steps, epochs=1, verbose=args.verbose)
+    # `batches` shuffles; Keras ignores (and warns about) shuffle=True for a tf.data.Dataset.
+    model.fit(batches(x, y, 0), steps_per_epoch=args.trunk_steps, epochs=1, shuffle=False, verbose=args.verbose)
     trunk.trainable = False
     return trunk
 
@@ -82,7 +85,7 @@ def train_head(trunk, head, x, y, x_test, y_test, seed, args):
     model = keras.Sequential([trunk, *layers, keras.layers.Dense(5, activation="softmax")])
     model.compile(keras.optimizers.Adam(1e-3), "sparse_categorical_crossentropy", metrics=["accuracy"])
     start = time.time()
-    model.fit(batches(x, y, seed), steps_per_epoch=args.steps, epochs=1, verbose=args.verbose)
+    model.fit(batches(x, y, seed), steps_per_epoch=args.steps, epochs=1, shuffle=False, verbose=args.verbose)
     seconds = time.time() - start
     _, accuracy = model.evaluate(x_test, y_test, batch_size=1000, verbose=0)
     head_params = sum(layer.count_params() for layer in model.layers[1:])
@@ -120,8 +123,9 @@ def main(argv=None):
     parser.add_argument("--out", default="results/transfer_heads")
     parser.add_argument("--overwrite", action="store_true")
     parser.add_argument("--quick", action="store_true", help="smoke run: 20 steps per head")
-    parser.add_argument("--verbose", type=int, default=0)
+    parser.add_argument("--verbose", type=int, default=0, help=VERBOSE_HELP)
     args = parser.parse_args(argv)
+    args.verbose = fit_verbosity(args.verbose)
     if args.quick:
         args.steps, args.trunk_steps = 20, 20
     (x_train, y_train), (x_test, y_test) = load_or_exit(args.data_dir)

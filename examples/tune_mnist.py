@@ -36,9 +36,12 @@ import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import keras  # noqa: E402
 import keras_tuner  # noqa: E402
+from mnist_deep_fried import VERBOSE_HELP  # noqa: E402
+from mnist_deep_fried import fit_verbosity  # noqa: E402
 
 from keras_fried import tuning  # noqa: E402
 from keras_fried.datasets import load_mnist_arrays  # noqa: E402
@@ -84,8 +87,9 @@ def main(argv=None):
     parser.add_argument("--quick", action="store_true", help="3 trials, 1 epoch, a small slice")
     parser.add_argument("--overwrite", action="store_true",
                         help="start the search over instead of resuming the one in --out")
-    parser.add_argument("--verbose", type=int, default=1)
+    parser.add_argument("--verbose", type=int, default=1, help=VERBOSE_HELP)
     args = parser.parse_args(argv)
+    args.verbose = fit_verbosity(args.verbose)
     if args.max_trials is None:
         args.max_trials = 3 if args.quick else 20
     if args.epochs is None:

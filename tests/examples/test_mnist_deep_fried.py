@@ -2,6 +2,7 @@
 
 import json
 import os
+import re
 import subprocess
 import sys
 
@@ -93,3 +94,25 @@ def test_inner_dropout_and_constant_learning_rate(tmp_path):
     saved = json.loads((out / "results.json").read_text())
     assert saved["settings"]["lr_schedule"] == "constant"
     assert sorted(r["dropout"] for r in saved["runs"]) == ["inner", "none"]
+
+
+def test_redirected_output_has_epoch_lines_not_progress_bars(tmp_path):
+    # The default --verbose 1 with stdout to a pipe (as to a log file): one line
+    # per epoch, no progress bar redrawn with "\r"; and no Keras warning about
+    # fit's shuffle argument, which a tf.data pipeline makes meaningless.
+    out = tmp_path / "out"
+    result = _run("--quick", "--data-dir", _fake_mnist_folder(tmp_path, train=256, test=64), "--out", str(out),
+                  "--models", "reference")
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert re.search(r"^2/2 - .* - loss: ", result.stdout, re.MULTILINE)  # 256 images, batch 128: 2 steps
+    assert "\r" not in result.stdout and "\u2501" not in result.stdout  # "━", the bar's character
+    assert "shuffle=True" not in result.stderr
+    # A smoke run says so above its table, and is not compared with the paper.
+    assert "SMOKE RUN" in result.stdout.split("| model |")[-2]
+    assert "Compare it with" not in result.stdout
+
+
+def test_help_is_self_contained():
+    result = _run("--help")
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "see above" not in result.stdout and "Caffe's LeNet solver" in result.stdout
