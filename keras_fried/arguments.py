@@ -8,11 +8,13 @@ A bool is never taken for a number: `True` is an int in Python, not a size.
 import numbers
 
 
-def _is_number(value):
+def is_number(value):
+    """Whether `value` is a real number and not a bool."""
     return isinstance(value, numbers.Real) and not isinstance(value, bool)
 
 
-def _is_integer(value):
+def is_integer(value):
+    """Whether `value` is an integer (NumPy's included) and not a bool."""
     return isinstance(value, numbers.Integral) and not isinstance(value, bool)
 
 
@@ -26,14 +28,14 @@ def positive_int(value, name, allow_none=False):
     """`value` as an int (or None when allowed), or a ValueError unless it is an integer > 0."""
     if value is None and allow_none:
         return None
-    if not _is_integer(value) or value <= 0:
+    if not is_integer(value) or value <= 0:
         raise _invalid(name, "a positive integer" + (" or None" if allow_none else ""), value)
     return int(value)
 
 
 def non_negative_int(value, name):
     """`value` as an int, or a ValueError unless it is an integer >= 0."""
-    if not _is_integer(value) or value < 0:
+    if not is_integer(value) or value < 0:
         raise _invalid(name, "a non-negative integer", value)
     return int(value)
 
@@ -42,21 +44,21 @@ def positive_number(value, name, allow_none=False):
     """`value` as a float (or None when allowed), or a ValueError unless it is a number > 0."""
     if value is None and allow_none:
         return None
-    if not _is_number(value) or not value > 0:
+    if not is_number(value) or not value > 0:
         raise _invalid(name, "a positive number" + (" or None" if allow_none else ""), value)
     return float(value)
 
 
 def rate(value, name):
     """`value` as a float, or a ValueError unless it is a number in [0, 1) (a dropout rate)."""
-    if not _is_number(value) or not 0 <= value < 1:
+    if not is_number(value) or not 0 <= value < 1:
         raise _invalid(name, "a number in [0, 1)", value)
     return float(value)
 
 
 def fraction(value, name):
     """`value` as a float, or a ValueError unless it is a number strictly between 0 and 1."""
-    if not _is_number(value) or not 0 < value < 1:
+    if not is_number(value) or not 0 < value < 1:
         raise _invalid(name, "a fraction strictly between 0 and 1", value)
     return float(value)
 
@@ -70,7 +72,7 @@ def boolean(value, name):
 
 def seed(value, name="seed"):
     """`value`, or a ValueError unless it is an integer or None."""
-    if value is not None and not _is_integer(value):
+    if value is not None and not is_integer(value):
         raise _invalid(name, "an integer or None", value)
     return value
 

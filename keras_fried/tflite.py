@@ -27,6 +27,7 @@ import numpy as np
 import tensorflow as tf
 from absl import logging as absl_logging
 
+from keras_fried import arguments
 from keras_fried.model_graph import leaf_layers
 from keras_fried.ops import builtin_ops_only
 
@@ -143,12 +144,7 @@ def _converter_output_captured():
 
 
 def _check_batch_size(batch_size):
-    if batch_size is not None and (isinstance(batch_size, bool) or not isinstance(batch_size, int)
-                                   or batch_size < 1):
-        raise ValueError(
-            "Received an invalid value for argument `batch_size`, expected a positive "
-            f"integer or None. Received: batch_size={batch_size!r}"
-        )
+    arguments.positive_int(batch_size, "batch_size", allow_none=True)
 
 
 def _with_static_batch(model, batch_size):
@@ -209,11 +205,7 @@ def convert(model, quantize=None, representative_data=None, batch_size=1, verbos
             inputs), or a model that needs a non-builtin op (the error names
             the layer and the op).
     """
-    if quantize not in QUANTIZE_MODES:
-        raise ValueError(
-            f"Received an invalid value for argument `quantize`, expected one of "
-            f"{QUANTIZE_MODES}. Received: quantize={quantize!r}"
-        )
+    arguments.one_of(quantize, "quantize", QUANTIZE_MODES)
     if quantize == "int8" and representative_data is None:
         raise ValueError(
             "`quantize='int8'` needs `representative_data` (a few hundred example "

@@ -23,6 +23,8 @@ around each type (the leading singular vectors of `[R_t^T, R_{t+1}]`).
 import numpy as np
 import threadpoolctl
 
+from keras_fried import arguments
+
 
 class Trifactorization:
     """The result of `trifactorize`: factors `G_t`, cores `S_l` and the objective per iteration."""
@@ -59,11 +61,11 @@ def _check(matrices, ranks):
                 f"matrices[{index - 1}] has {matrices[index - 1].shape[1]} columns."
             )
     sizes = [matrices[0].shape[0]] + [m.shape[1] for m in matrices]
-    if isinstance(ranks, int) and not isinstance(ranks, bool):
+    if arguments.is_integer(ranks):
         ranks = [ranks] * len(sizes)
     ranks = list(ranks)
     if len(ranks) != len(sizes) or not all(
-        isinstance(k, int) and not isinstance(k, bool) and 1 <= k <= n for k, n in zip(ranks, sizes)
+        arguments.is_integer(k) and 1 <= k <= n for k, n in zip(ranks, sizes)
     ):
         raise ValueError(
             "Received an invalid value for argument `ranks`, expected an integer or one integer per "

@@ -12,11 +12,9 @@ PADDINGS = ("valid", "same")
 
 
 def _pair(value, name):
-    pair = (value, value) if isinstance(value, int) and not isinstance(value, bool) else value
-    if (
-        not isinstance(pair, (tuple, list))
-        or len(pair) != 2
-        or not all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in pair)
+    pair = (value, value) if arguments.is_integer(value) else value
+    if not isinstance(pair, (tuple, list)) or len(pair) != 2 or not all(
+        arguments.is_integer(v) and v > 0 for v in pair
     ):
         raise ValueError(
             f"Received an invalid value for argument `{name}`, expected a positive "

@@ -1,6 +1,12 @@
-"""The transforms behind keras_fried's layers, as TensorFlow functions."""
+"""The transforms behind keras_fried's layers, as TensorFlow functions.
 
-from keras_fried.ops.builtin_mode import builtin_ops_only
+The names below (`__all__`) are the public ops; the modules starting with an
+underscore hold the helpers they share (the TFLite builtin-op mode's state,
+the Hadamard factors, complex inputs) and are private.
+"""
+
+from keras_fried.ops._builtin_mode import builtin_ops_only
+from keras_fried.ops._builtin_mode import rows_product
 from keras_fried.ops.circulant import circulant_matmul
 from keras_fried.ops.circulant import circulant_matmul_blocks
 from keras_fried.ops.circulant import circulant_matmul_dft
@@ -27,6 +33,7 @@ __all__ = [
     "hadamard_factors",
     "hashed_weight_tables",
     "next_power_of_two",
+    "rows_product",
     "sign_sketch",
     "sketch_conv2d",
     "sketch_dense",

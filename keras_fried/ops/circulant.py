@@ -6,10 +6,10 @@ import math
 import numpy as np
 import tensorflow as tf
 
-from keras_fried.ops.builtin_mode import builtin_ops_only_active
-from keras_fried.ops.builtin_mode import constant_value
-from keras_fried.ops.builtin_mode import rows_product
-from keras_fried.ops.complex_input import transform_parts
+from keras_fried.ops._builtin_mode import builtin_ops_only_active
+from keras_fried.ops._builtin_mode import constant_value
+from keras_fried.ops._builtin_mode import rows_product
+from keras_fried.ops._complex_input import transform_parts
 from keras_fried.ops.precision import transform_dtype
 
 
@@ -18,14 +18,14 @@ def circulant_product(x, r):
 
     In the builtin mode (TFLite conversion) the product is
     `circulant_matmul_blocks` where `r` is a constant or variable and the
-    block form is small (`blocks_fit`), else `circulant_matmul_dft`. The
+    block form is small (`_blocks_fit`), else `circulant_matmul_dft`. The
     padding is folded into the block form; the others pad first.
     """
     x = tf.convert_to_tensor(x)
     builtin = builtin_ops_only_active()
     if builtin and not x.dtype.is_complex:
         value = constant_value(r)
-        if value is not None and value.ndim == 1 and blocks_fit(len(value)):
+        if value is not None and value.ndim == 1 and _blocks_fit(len(value)):
             return circulant_matmul_blocks(x, value)
     d = r.shape[-1]
     if x.shape[-1] is not None and d is not None and x.shape[-1] < d:
@@ -94,7 +94,7 @@ def circulant_matmul(x, r):
     return tf.cast(tf.signal.irfft(spectrum, fft_length=[d]), dtype)
 
 
-def dft_split(d):
+def _dft_split(d):
     """`(a, b)` with `a * b = d`, `a` the largest divisor of `d` <= sqrt(d)."""
     a = max(f for f in range(1, math.isqrt(d) + 1) if d % f == 0)
     return a, d // a
@@ -103,7 +103,7 @@ def dft_split(d):
 @functools.lru_cache(maxsize=None)
 def _dft_constants(d):
     """cos / sin of the two small DFTs and the twiddles of the four-step split."""
-    a, b = dft_split(d)
+    a, b = _dft_split(d)
     ka = np.outer(np.arange(a), np.arange(a)) % a
     kb = np.outer(np.arange(b), np.arange(b)) % b
     twiddle = 2 * np.pi * np.outer(np.arange(a), np.arange(b)) / d  # [k1, n2]
@@ -126,13 +126,13 @@ def _left(m, x):
     return tf.transpose(y, [0, 2, 1])
 
 
-def dft_four_step(x_real, d):
+def _dft_four_step(x_real, d):
     """DFT of real `x` of shape `(n, d)` with real matrix products only.
 
     Four-step (Cooley-Tukey) split `d = a b`, input index `n = b n1 + n2`,
     output index `k = k1 + a k2`. Returns the real and imaginary parts laid
     out as `(n, a, b)` in `[k1, k2]` order, the order that
-    `inverse_dft_four_step` takes back; the spectrum is never permuted into
+    `_inverse_dft_four_step` takes back; the spectrum is never permuted into
     natural order since only pointwise products happen in between.
     """
     a, b, ca, sa, cb, sb, ct, st = (
@@ -148,8 +148,8 @@ def dft_four_step(x_real, d):
     return tf.matmul(re, cb) + tf.matmul(im, sb), tf.matmul(im, cb) - tf.matmul(re, sb)
 
 
-def inverse_dft_four_step(re, im, d):
-    """Real part of the inverse DFT of a `(n, a, b)` spectrum from `dft_four_step`."""
+def _inverse_dft_four_step(re, im, d):
+    """Real part of the inverse DFT of a `(n, a, b)` spectrum from `_dft_four_step`."""
     a, b, ca, sa, cb, sb, ct, st = (
         c if isinstance(c, int) else tf.constant(c, re.dtype) for c in _dft_constants(d)
     )
@@ -188,15 +188,15 @@ def circulant_matmul_dft(x, r):
     x, r = tf.cast(x, work), tf.cast(r, work)
     d = x.shape[-1]
     shape = tf.shape(x)
-    x_re, x_im = dft_four_step(tf.reshape(x, [-1, d]), d)
-    r_re, r_im = dft_four_step(tf.reshape(r, [1, d]), d)
-    y = inverse_dft_four_step(x_re * r_re - x_im * r_im, x_re * r_im + x_im * r_re, d)
+    x_re, x_im = _dft_four_step(tf.reshape(x, [-1, d]), d)
+    r_re, r_im = _dft_four_step(tf.reshape(r, [1, d]), d)
+    y = _inverse_dft_four_step(x_re * r_re - x_im * r_im, x_re * r_im + x_im * r_re, d)
     return tf.cast(tf.reshape(y, shape), dtype)
 
 
-def block_split(d):
+def _block_split(d):
     """`(a, b)` with `a * b = d`: `b` the largest divisor of `d` <= sqrt(d), `a = d / b`."""
-    b, a = dft_split(d)
+    b, a = _dft_split(d)
     return a, b
 
 
@@ -212,9 +212,9 @@ def _block_groups(a):
     return a // 2 if a % 2 == 0 else a // 2 + 1
 
 
-def blocks_fit(d):
+def _blocks_fit(d):
     """Whether the weights of `circulant_matmul_blocks` are at most `d^2 / 8`, an eighth of a dense matrix."""
-    a, b = block_split(d)
+    a, b = _block_split(d)
     groups = _block_groups(a)
     return (4 * a * groups + groups * (2 * b) ** 2) * 8 <= d * d
 
@@ -222,7 +222,7 @@ def blocks_fit(d):
 def _block_weights(r):
     """The three constant kernels of `circulant_matmul_blocks` for the first column `r` (NumPy)."""
     d = len(r)
-    a, b = block_split(d)
+    a, b = _block_split(d)
     num = a // 2 + 1  # frequencies k1 of the slow axis that a real input needs
     k1 = np.arange(num)
     p, q = np.arange(a), np.arange(b)
@@ -304,7 +304,7 @@ def circulant_matmul_blocks(x, r):
         )
     dtype = x.dtype
     x = tf.cast(x, transform_dtype(dtype))
-    a, b = block_split(d)
+    a, b = _block_split(d)
     rows = -(-n // b)  # rows of the [a, b] view the input reaches; the rest are zero
     forward, grouped, inverse = (tf.constant(w, x.dtype) for w in _block_weights(r))
     channels = forward.shape[1]  # (k1, part) pairs: 2 per group of the middle product

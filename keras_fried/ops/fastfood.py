@@ -3,13 +3,13 @@
 import numpy as np
 import tensorflow as tf
 
-from keras_fried.ops.builtin_mode import builtin_ops_only_active
-from keras_fried.ops.builtin_mode import constant_value
-from keras_fried.ops.builtin_mode import rows_product
+from keras_fried.ops._builtin_mode import builtin_ops_only_active
+from keras_fried.ops._builtin_mode import constant_value
+from keras_fried.ops._builtin_mode import rows_product
+from keras_fried.ops._hadamard import hadamard_factor_array
+from keras_fried.ops._hadamard import hadamard_steps
 from keras_fried.ops.fwht import fwht
-from keras_fried.ops.fwht import hadamard_factor_array
 from keras_fried.ops.fwht import hadamard_factors
-from keras_fried.ops.fwht import hadamard_steps
 
 
 def fastfood_transform(
@@ -119,7 +119,7 @@ def structured_permutation(d, axis_permutations, shift):
     return permutation
 
 
-def structured_parts(permutation):
+def _structured_parts(permutation):
     """`(axis_permutations, shift)` whose `structured_permutation` is `permutation`, or None."""
     permutation = np.asarray(permutation)
     d = len(permutation)
@@ -151,11 +151,11 @@ def structured_parts(permutation):
 
 
 def _shared_structure(permutation):
-    """`structured_parts` of the permutation every block shares, or None."""
+    """`_structured_parts` of the permutation every block shares, or None."""
     value = constant_value(permutation)
     if value is None or not (value == value[:1]).all():
         return None
-    return structured_parts(value[0])
+    return _structured_parts(value[0])
 
 
 def _natural_index(factors, layout):

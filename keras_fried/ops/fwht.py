@@ -1,14 +1,14 @@
 """Fast Walsh-Hadamard transform built from small constant Hadamard factors."""
 
-import functools
-import math
 
 import numpy as np
 import tensorflow as tf
 
-from keras_fried.ops.builtin_mode import builtin_ops_only_active
-from keras_fried.ops.builtin_mode import rows_product
-from keras_fried.ops.complex_input import transform_parts
+from keras_fried.ops._builtin_mode import builtin_ops_only_active
+from keras_fried.ops._complex_input import transform_parts
+from keras_fried.ops._hadamard import hadamard_factor
+from keras_fried.ops._hadamard import hadamard_steps
+from keras_fried.ops._hadamard import rotate_last_axis
 from keras_fried.ops.precision import transform_dtype
 
 # Largest Hadamard factor used in one matrix product. Measured on a 2-core CPU at
@@ -22,7 +22,7 @@ def next_power_of_two(n: int) -> int:
     return 1 if n <= 1 else 1 << (int(n) - 1).bit_length()
 
 
-def is_power_of_two(n: int) -> bool:
+def _is_power_of_two(n: int) -> bool:
     return n >= 1 and n & (n - 1) == 0
 
 
@@ -47,64 +47,18 @@ def hadamard_factors(d: int) -> list:
     return factors
 
 
-@functools.lru_cache(maxsize=None)
-def _sylvester(f: int) -> np.ndarray:
-    h = np.ones((1, 1))
-    while h.shape[0] < f:
-        h = np.block([[h, h], [h, -h]])
-    return h
-
-
 def _check_last_axis(d, argument="x"):
     if d is None:
         raise ValueError(
             f"The last axis of `{argument}` must be known (static) to apply the "
             f"Walsh-Hadamard transform. Received: {argument}.shape[-1]=None"
         )
-    if not is_power_of_two(d):
+    if not _is_power_of_two(d):
         raise ValueError(
             f"The last axis of `{argument}` must be a power of two for the "
             f"Walsh-Hadamard transform; pad it to {next_power_of_two(d)} first. "
             f"Received: {argument}.shape[-1]={d}"
         )
-
-
-def hadamard_factor_array(f, normalize):
-    """The `f x f` Sylvester Hadamard matrix as a NumPy array, divided by `sqrt(f)` if `normalize`."""
-    h = _sylvester(f)
-    return h / math.sqrt(f) if normalize else h  # the factors' scales multiply to 1/sqrt(d)
-
-
-def hadamard_factor(f, normalize, dtype):
-    return tf.constant(hadamard_factor_array(f, normalize), dtype=dtype)
-
-
-def rotate_last_axis(y, d, f):
-    """Moves the last Kronecker axis (length `f`) of `(n, d)` values in front of the others: one TRANSPOSE."""
-    return tf.reshape(tf.transpose(tf.reshape(y, [-1, d // f, f]), [0, 2, 1]), [-1, d])
-
-
-def hadamard_steps(y, factors, layout, normalize, matrices=None):
-    """Multiplies every Kronecker axis of `(n, d)` values by its factor, the last stored one first.
-
-    `layout` lists the axes of `H_f1 (x) H_f2 (x) ...` (0 = f1) in the order in
-    which they are stored. The stored last axis is multiplied (FULLY_CONNECTED,
-    see `rows_product`),
-    then rotated to the front (TRANSPOSE) while axes remain; the final rotation
-    is left out. `matrices`, if given, holds one `[f, f]` matrix per Kronecker
-    axis to multiply by instead of its Hadamard factor. Returns the result and
-    the layout it is stored in.
-    """
-    d = y.shape[-1]
-    layout = list(layout)
-    for step in range(len(factors)):
-        f = factors[layout[-1]]
-        h = hadamard_factor(f, normalize, y.dtype) if matrices is None else matrices[layout[-1]]
-        y = tf.reshape(rows_product(y, h, d // f), [-1, d])
-        if step < len(factors) - 1:
-            y = rotate_last_axis(y, d, f)
-            layout = [layout[-1]] + layout[:-1]
-    return y, layout
 
 
 def _fwht_kernel_transposes(x, normalize):

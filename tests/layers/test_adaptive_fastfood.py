@@ -291,7 +291,7 @@ def test_inner_dropout_in_config():
 def test_structured_permutation(cls_name, input_dim, units):
     from keras_fried import layers as fried_layers
     from keras_fried.ops import hadamard_factors
-    from keras_fried.ops.fastfood import structured_parts
+    from keras_fried.ops.fastfood import _structured_parts
 
     make = getattr(fried_layers, cls_name)
     x = np.random.default_rng(0).standard_normal((3, input_dim)).astype("float32")
@@ -302,7 +302,7 @@ def test_structured_permutation(cls_name, input_dim, units):
         np.testing.assert_array_equal(np.asarray(getattr(structured, name)), np.asarray(getattr(plain, name)))
     permutation = np.asarray(structured.permutation)
     assert (permutation == permutation[:1]).all()
-    parts = structured_parts(permutation[0])
+    parts = _structured_parts(permutation[0])
     assert parts is not None
     if len(hadamard_factors(structured.padded_dim)) > 1:  # one factor: any permutation is structured
         assert parts[1] % 2 == 1

@@ -5,8 +5,8 @@ import pytest
 import tensorflow as tf
 
 from keras_fried.ops import builtin_ops_only
-from keras_fried.ops.builtin_mode import builtin_ops_integer_active
-from keras_fried.ops.builtin_mode import rows_product
+from keras_fried.ops._builtin_mode import builtin_ops_integer_active
+from keras_fried.ops._builtin_mode import rows_product
 
 
 def _matmul_widths(fn, y):

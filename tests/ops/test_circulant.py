@@ -7,7 +7,7 @@ import tensorflow as tf
 
 from keras_fried.ops import circulant_matmul
 from keras_fried.ops import circulant_matmul_dft
-from keras_fried.ops.circulant import dft_split
+from keras_fried.ops.circulant import _dft_split
 from tests.references import max_relative_error
 
 # Tolerance: max abs error <= 1e-5 * max abs value of the float64 reference.
@@ -98,9 +98,9 @@ def test_dtypes(dtype):
 
 
 def test_dft_split():
-    assert dft_split(1024) == (32, 32)
-    assert dft_split(1000) == (25, 40)
-    assert dft_split(127) == (1, 127)
+    assert _dft_split(1024) == (32, 32)
+    assert _dft_split(1000) == (25, 40)
+    assert _dft_split(127) == (1, 127)
 
 
 def test_bad_shapes():
@@ -157,9 +157,9 @@ def test_block_form_bad_arguments():
 def test_product_zero_pads_and_picks_the_block_form_where_it_fits():
     from keras_fried.ops import builtin_ops_only
     from keras_fried.ops import circulant_product
-    from keras_fried.ops.circulant import blocks_fit
+    from keras_fried.ops.circulant import _blocks_fit
 
-    assert blocks_fit(1024) and blocks_fit(1000) and not blocks_fit(100) and not blocks_fit(2 * 509)
+    assert _blocks_fit(1024) and _blocks_fit(1000) and not _blocks_fit(100) and not _blocks_fit(2 * 509)
     rng = np.random.default_rng(5)
     for d, block_form in ((1024, True), (100, False)):
         x = rng.standard_normal((2, d - 10)).astype(np.float32)
@@ -178,10 +178,10 @@ def test_block_form_middle_takes_d_values_for_even_a(d, a, b):
     # Real frequencies keep only their real part; for even a the two of them
     # share one group, so the grouped product maps exactly d values (a + 1
     # groups' worth of channels, one of them zero, for odd a).
+    from keras_fried.ops.circulant import _block_split
     from keras_fried.ops.circulant import _block_weights
-    from keras_fried.ops.circulant import block_split
 
-    assert block_split(d) == (a, b)
+    assert _block_split(d) == (a, b)
     forward, grouped, inverse = _block_weights(np.random.default_rng(d).standard_normal(d))
     channels = a if a % 2 == 0 else a + 1
     assert forward.shape == (a, channels) and inverse.shape == (channels, a)

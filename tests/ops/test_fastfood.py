@@ -116,7 +116,7 @@ def _structured_reference(factors, axis_permutations, shift):
 def test_structured_permutation_matches_its_definition(d):
     from keras_fried.ops import hadamard_factors
     from keras_fried.ops import structured_permutation
-    from keras_fried.ops.fastfood import structured_parts
+    from keras_fried.ops.fastfood import _structured_parts
 
     rng = np.random.default_rng(d)
     factors = hadamard_factors(d)
@@ -125,10 +125,10 @@ def test_structured_permutation_matches_its_definition(d):
     permutation = structured_permutation(d, axis_permutations, shift % d)
     np.testing.assert_array_equal(permutation, _structured_reference(factors, axis_permutations, shift % d))
     # The lean form recovers the parts from the indices alone.
-    parts, found_shift = structured_parts(permutation)
+    parts, found_shift = _structured_parts(permutation)
     np.testing.assert_array_equal(structured_permutation(d, parts, found_shift), permutation)
     if d >= 64:  # small d: every permutation is structured (one grid axis)
-        assert structured_parts(rng.permutation(d)) is None
+        assert _structured_parts(rng.permutation(d)) is None
 
 
 def test_structured_permutation_bad_parts():
