@@ -467,6 +467,7 @@ def main(argv=None):
     parser.add_argument("--representative-data", help=".npy file of example inputs (needed for int8)")
     parser.add_argument("--verify-data", help=".npy file of inputs to compare Keras and LiteRT on "
                         "(default: the representative data, else standard normal inputs)")
+    parser.add_argument("--verbose", action="store_true", help="let the converter's own log through")
     args = parser.parse_args(argv)
 
     import keras
@@ -476,7 +477,7 @@ def main(argv=None):
     model = keras.saving.load_model(args.model)
     representative = np.load(args.representative_data) if args.representative_data else None
     try:
-        flatbuffer = convert(model, args.quantize, representative)
+        flatbuffer = convert(model, args.quantize, representative, verbose=args.verbose)
     except ValueError as error:
         sys.exit(f"error: {error}")
     with open(args.output, "wb") as f:
