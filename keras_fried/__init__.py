@@ -1,7 +1,8 @@
 """keras_fried: structured Keras layers that replace large Dense layers.
 
 Adaptive Fastfood ("Deep Fried Convnets") and Fastfood random features, built on a
-fast Walsh-Hadamard transform. Use the TensorFlow backend of Keras 3.
+fast Walsh-Hadamard transform, on every Keras 3 backend (TensorFlow, JAX,
+PyTorch); TFLite export needs TensorFlow.
 
 `keras_fried.layers` and `keras_fried.ops` load with the package; the other
 public submodules (`datasets`, `tflite`, `tuning`) load on first use, so that
@@ -11,24 +12,15 @@ TFLite converter.
 
 import importlib
 
-import keras
-
-if keras.backend.backend() != "tensorflow":
-    raise ImportError(
-        "keras_fried runs on the TensorFlow backend of Keras 3 (TFLite and XLA "
-        "need it). Set KERAS_BACKEND=tensorflow before importing keras. "
-        f"Received: backend={keras.backend.backend()!r}"
-    )
-
-from keras_fried import layers  # noqa: E402
-from keras_fried import ops  # noqa: E402
-from keras_fried.layers import AdaptiveFastfood  # noqa: E402
-from keras_fried.layers import Fastfood  # noqa: E402
-from keras_fried.model_summary import count_params  # noqa: E402
-from keras_fried.model_summary import summary  # noqa: E402
-from keras_fried.pruning import prune  # noqa: E402
-from keras_fried.surgery import fry  # noqa: E402
-from keras_fried.trifactorization import trifactorize  # noqa: E402
+from keras_fried import layers
+from keras_fried import ops
+from keras_fried.layers import AdaptiveFastfood
+from keras_fried.layers import Fastfood
+from keras_fried.model_summary import count_params
+from keras_fried.model_summary import summary
+from keras_fried.pruning import prune
+from keras_fried.surgery import fry
+from keras_fried.trifactorization import trifactorize
 
 __version__ = "0.3.0"
 

@@ -143,6 +143,20 @@ def _converter_output_captured():
             _restore(saved)
 
 
+def _check_tensorflow_backend(what):
+    """A RuntimeError saying how to get TFLite, unless Keras runs on TensorFlow."""
+    import keras
+
+    if keras.backend.backend() != "tensorflow":
+        raise RuntimeError(
+            f"{what} needs the TensorFlow backend of Keras: the TFLite converter traces TensorFlow "
+            "functions. Save the model under this backend (model.save('model.keras')) and convert it "
+            "in a process started with KERAS_BACKEND=tensorflow (keras_fried.tflite.convert, or the "
+            "keras-fried-tflite command). "
+            f"Received: backend={keras.backend.backend()!r}"
+        )
+
+
 def _check_batch_size(batch_size):
     arguments.positive_int(batch_size, "batch_size", allow_none=True)
 
@@ -200,11 +214,15 @@ def convert(model, quantize=None, representative_data=None, batch_size=1, verbos
         The `.tflite` flatbuffer as bytes.
 
     Raises:
+        RuntimeError: Under the JAX or PyTorch backend: the converter traces
+            TensorFlow functions. Save the model (`model.save("m.keras")`) and
+            convert it in a process with `KERAS_BACKEND=tensorflow`.
         ValueError: For an unknown `quantize`, missing representative data, a
             bad `batch_size` (or a static one for a model without known
             inputs), or a model that needs a non-builtin op (the error names
             the layer and the op).
     """
+    _check_tensorflow_backend("keras_fried.tflite.convert")
     arguments.one_of(quantize, "quantize", QUANTIZE_MODES)
     if quantize == "int8" and representative_data is None:
         raise ValueError(

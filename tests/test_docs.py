@@ -77,7 +77,7 @@ def shadowed_submodules(module):
     the entry must name the object in its submodule: `::: module.n.n`."""
     return {
         alias.asname or alias.name
-        for node in _tree(module).body
+        for node in ast.walk(_tree(module))  # imports under `if` too (keras_fried.ops picks a backend)
         if isinstance(node, ast.ImportFrom)
         for alias in node.names
         if node.module == f"{module}.{alias.asname or alias.name}"

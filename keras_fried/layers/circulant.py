@@ -105,8 +105,8 @@ class Circulant(DenseLikeLayer):
         self.size = d = max(self.input_dim, self.units)
         # r has its own stream: from the signs' seed state, sign(r) would repeat the signs.
         self.r = self.add_kernel("r", (d,), purpose="r", autocast=False)
-        rng = keras.random.SeedGenerator(self.seed)
-        signs = 2.0 * ops.cast(keras.random.randint((d,), 0, 2, seed=rng), "float32") - 1.0
+        rng = fried_ops.structure_rng(self.seed)
+        signs = (2.0 * rng.integers(0, 2, size=d) - 1.0).astype("float32")
         self.signs = self.add_structure_weight("signs", signs)
         self.add_bias(self.units)
         self.input_spec = keras.layers.InputSpec(min_ndim=2, axes={-1: self.input_dim})

@@ -1,6 +1,7 @@
 """What Fastfood and AdaptiveFastfood share: the stacked random blocks and the product with them."""
 
 import keras
+import numpy as np
 from keras import ops
 
 from keras_fried import arguments
@@ -66,25 +67,24 @@ class FastfoodBase(StructuredLayer):
 
     def _draw_blocks(self, m, d):
         """B, G, S (before the magnitude) and P of `m` blocks of size `d`, from the layer's seed."""
-        # Drawn once, from the layer's seed (or Keras's global seed), and kept as
-        # weights so that a saved model reloads bit-identical.
-        rng = keras.random.SeedGenerator(self.seed)
-        sign = 2.0 * ops.cast(keras.random.randint((m, d), 0, 2, seed=rng), "float32") - 1.0
-        gaussian = keras.random.normal((m, d), seed=rng)
-        permutation = ops.argsort(keras.random.uniform((m, d), seed=rng), axis=-1)
+        # Drawn once in NumPy, from the layer's seed (or Keras's global seed): the
+        # same numbers on every backend, kept as weights so that a saved model
+        # reloads bit-identical.
+        rng = fried_ops.structure_rng(self.seed)
+        sign = 2.0 * rng.integers(0, 2, size=(m, d)) - 1.0
+        gaussian = rng.standard_normal((m, d))
+        permutation = np.argsort(rng.random((m, d)), axis=-1)
         # chi(d) lengths: sqrt(2 Gamma(d / 2)), as the lengths of d-dim Gaussian rows.
-        chi = ops.sqrt(2.0 * keras.random.gamma((m, d), alpha=d / 2.0, seed=rng))
-        scaling = chi / ops.sqrt(ops.sum(ops.square(gaussian), axis=-1, keepdims=True))
+        chi = np.sqrt(2.0 * rng.gamma(d / 2.0, size=(m, d)))
+        scaling = chi / np.linalg.norm(gaussian, axis=-1, keepdims=True)
         if self.structured_permutation:
             # Drawn last, so the diagonals equal those of the random-permutation layer of the same seed.
-            axis_permutations = [
-                ops.convert_to_numpy(ops.argsort(keras.random.uniform((f,), seed=rng)))
-                for f in fried_ops.hadamard_factors(d)
-            ]
-            shift = 2 * int(ops.convert_to_numpy(keras.random.randint((), 0, max(d // 2, 1), seed=rng))) + 1
+            axis_permutations = [rng.permutation(f) for f in fried_ops.hadamard_factors(d)]
+            shift = 2 * int(rng.integers(0, max(d // 2, 1))) + 1
             shared = fried_ops.structured_permutation(d, axis_permutations, shift % d)
-            permutation = ops.tile(ops.convert_to_tensor(shared[None, :], "int32"), (m, 1))
-        return sign, gaussian, scaling, permutation
+            permutation = np.tile(shared[None, :], (m, 1))
+        float32 = [value.astype("float32") for value in (sign, gaussian, scaling)]
+        return (*float32, permutation.astype("int32"))
 
     def project(self, inputs, training=False):
         """`V x` for the layer's blocks (the op zero-pads the input), in float32 or wider, truncated to units.

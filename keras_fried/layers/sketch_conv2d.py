@@ -146,7 +146,7 @@ class SketchConv2D(DenseLikeLayer):
                 f"input channels={d1}, filters={d2}"
             )
         h, w = self.kernel_size
-        rng = keras.random.SeedGenerator(self.seed)
+        rng = fried_ops.structure_rng(self.seed)
         s1 = fried_ops.sign_sketch((l, k, d2), rng)
         s_in = fried_ops.sign_sketch((l, k, d1), rng)
         self.s1 = self.add_structure_weight("s1", s1)

@@ -116,7 +116,7 @@ class SketchDense(DenseLikeLayer):
                 f"min(input_dim, units) = {min(d1, d2)} (a larger sketch does not "
                 f"compress). Received: rank={k}, input_dim={d1}, units={d2}"
             )
-        rng = keras.random.SeedGenerator(self.seed)
+        rng = fried_ops.structure_rng(self.seed)
         s1 = fried_ops.sign_sketch((l, k, d1), rng)
         s2 = fried_ops.sign_sketch((l, k, d2), rng)
         self.s1 = self.add_structure_weight("s1", s1)

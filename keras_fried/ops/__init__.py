@@ -1,26 +1,61 @@
-"""The transforms behind keras_fried's layers, as TensorFlow functions.
+"""The transforms behind keras_fried's layers, on every Keras 3 backend.
+
+Under TensorFlow they are TensorFlow functions with the forms TFLite and XLA
+need; under JAX and PyTorch, the same products in `keras.ops`. Layers call
+these names and never know which.
 
 The names below (`__all__`) are the public ops; the modules starting with an
 underscore hold the helpers they share (the TFLite builtin-op mode's state,
 the Hadamard factors, complex inputs) and are private.
 """
 
-from keras_fried.ops._builtin_mode import builtin_ops_only
-from keras_fried.ops._builtin_mode import rows_product
-from keras_fried.ops.circulant import circulant_matmul
-from keras_fried.ops.circulant import circulant_matmul_blocks
-from keras_fried.ops.circulant import circulant_matmul_dft
-from keras_fried.ops.circulant import circulant_product
-from keras_fried.ops.fastfood import fastfood_transform
-from keras_fried.ops.fastfood import structured_permutation
-from keras_fried.ops.fwht import fwht
-from keras_fried.ops.fwht import hadamard_factors
-from keras_fried.ops.fwht import next_power_of_two
+import importlib
+
+import keras
+
+from keras_fried.ops._structure import hadamard_factors
+from keras_fried.ops._structure import hashed_weight_tables
+from keras_fried.ops._structure import next_power_of_two
+from keras_fried.ops._structure import sign_sketch
+from keras_fried.ops._structure import structure_rng
+from keras_fried.ops._structure import structured_permutation
 from keras_fried.ops.precision import transform_dtype
-from keras_fried.ops.sketch import hashed_weight_tables
-from keras_fried.ops.sketch import sign_sketch
 from keras_fried.ops.sketch import sketch_conv2d
 from keras_fried.ops.sketch import sketch_dense
+
+if keras.backend.backend() == "tensorflow":
+    # TensorFlow's forms: the same products, plus the builtin-op forms TFLite
+    # conversion traces (`builtin_ops_only`) and XLA compiles.
+    from keras_fried.ops._builtin_mode import builtin_ops_only
+    from keras_fried.ops._builtin_mode import rows_product
+    from keras_fried.ops.circulant import circulant_matmul
+    from keras_fried.ops.circulant import circulant_matmul_blocks
+    from keras_fried.ops.circulant import circulant_matmul_dft
+    from keras_fried.ops.circulant import circulant_product
+    from keras_fried.ops.fastfood import fastfood_transform
+    from keras_fried.ops.fwht import fwht
+else:
+    # JAX and PyTorch: the products in keras.ops.
+    from keras_fried.ops._portable import circulant_matmul
+    from keras_fried.ops._portable import circulant_product
+    from keras_fried.ops._portable import fastfood_transform
+    from keras_fried.ops._portable import fwht
+
+# The TFLite forms are TensorFlow functions whatever the backend: on JAX or
+# PyTorch they load on first use (PEP 562) and need TensorFlow installed.
+_TENSORFLOW_ONLY = {
+    "builtin_ops_only": "keras_fried.ops._builtin_mode",
+    "rows_product": "keras_fried.ops._builtin_mode",
+    "circulant_matmul_blocks": "keras_fried.ops.circulant",
+    "circulant_matmul_dft": "keras_fried.ops.circulant",
+}
+
+
+def __getattr__(name):
+    if name in _TENSORFLOW_ONLY:
+        return getattr(importlib.import_module(_TENSORFLOW_ONLY[name]), name)
+    raise AttributeError(f"module 'keras_fried.ops' has no attribute {name!r}")
+
 
 __all__ = [
     "builtin_ops_only",
@@ -37,6 +72,7 @@ __all__ = [
     "sign_sketch",
     "sketch_conv2d",
     "sketch_dense",
+    "structure_rng",
     "structured_permutation",
     "transform_dtype",
 ]

@@ -8,8 +8,11 @@ from keras_fried.ops._builtin_mode import constant_value
 from keras_fried.ops._builtin_mode import rows_product
 from keras_fried.ops._hadamard import hadamard_factor_array
 from keras_fried.ops._hadamard import hadamard_steps
+from keras_fried.ops._structure import hadamard_factors
+from keras_fried.ops._structure import lean_layouts
+from keras_fried.ops._structure import natural_index
+from keras_fried.ops._structure import structured_parts
 from keras_fried.ops.fwht import fwht
-from keras_fried.ops.fwht import hadamard_factors
 
 
 def fastfood_transform(
@@ -76,96 +79,12 @@ def fastfood_transform(
     return y
 
 
-def _lean_layouts(factors):
-    """The layouts the lean form leaves its first Hadamard transform in, and starts its second from."""
-    k = len(factors)
-    return list(range(1, k)) + [0], [k - 1] + list(range(k - 1))
-
-
-def structured_permutation(d, axis_permutations, shift):
-    """A permutation of `0 .. d - 1` that the TFLite form applies without a GATHER.
-
-    View the `d` indices as the grid of the Hadamard factors
-    `hadamard_factors(d) = [f1, ..., fk]` (axis 1 slowest). The permutation
-    permutes each grid axis (`axis_permutations[i]`, a permutation of
-    `0 .. fi - 1`), lays the grid out with its axes in the order
-    `(2, ..., k, 1)` (where the first transform's last matrix product leaves
-    them), shifts that flat order cyclically by `shift` places (position `q`
-    takes the value at `q + shift`) and reads the result as a grid laid out
-    in the order `(k, 1, ..., k - 1)` (where the second transform starts). In the lean
-    form (`builtin_ops_only()`) the axis permutations fold into the first
-    transform's factor matrices and the layouts into its transposes, so the
-    whole permutation costs two slices and a concatenation. An odd `shift`
-    mixes every axis through the carries of the shifted index.
-
-    Returns:
-        An int64 NumPy array `p`; `fastfood_transform` reads `(P z)_j = z_{p[j]}`.
-    """
-    factors = hadamard_factors(d)
-    if len(axis_permutations) != len(factors) or any(
-        sorted(np.asarray(p).tolist()) != list(range(f)) for p, f in zip(axis_permutations, factors)
-    ):
-        raise ValueError(
-            f"`axis_permutations` must hold one permutation of each factor of {factors} "
-            f"(d={d}). Received: axis_permutations={axis_permutations!r}"
-        )
-    first, second = _lean_layouts(factors)
-    grid = np.meshgrid(*[np.asarray(p) for p in axis_permutations], indexing="ij")
-    on_axes = np.ravel_multi_index(grid, factors).reshape(d)
-    permutation = np.empty(d, np.int64)
-    permutation[_natural_index(factors, second)] = on_axes[
-        _natural_index(factors, first)[(np.arange(d) + int(shift)) % d]
-    ]
-    return permutation
-
-
-def _structured_parts(permutation):
-    """`(axis_permutations, shift)` whose `structured_permutation` is `permutation`, or None."""
-    permutation = np.asarray(permutation)
-    d = len(permutation)
-    factors = hadamard_factors(d)
-    first, second = _lean_layouts(factors)
-    stored_first = _natural_index(factors, first)
-    # target[:, q]: the grid coordinates that stored position q of the shifted
-    # values must come from; source(shift)[:, q]: where they do come from.
-    target = np.stack(np.unravel_index(permutation[_natural_index(factors, second)], factors))
-    positions = np.arange(d)
-    # Axis 0 of the grid first, for every shift at once: the positions whose
-    # target on axis 0 equals position 0's must all share one source on axis 0.
-    same = np.flatnonzero(target[0] == target[0, 0])
-    axis0 = np.unravel_index(stored_first, factors)[0]
-    chunk = max(1, 2**22 // len(same))  # shifts per step: at most 4M entries at once
-    candidates = []
-    for shifts in np.array_split(positions, -(-d // chunk)):
-        sources = axis0[(same[None, :] + shifts[:, None]) % d]
-        candidates.extend(shifts[(sources == sources[:, :1]).all(axis=1)])
-    for shift in candidates:
-        source = np.stack(np.unravel_index(stored_first[(positions + shift) % d], factors))
-        axis_permutations = [np.zeros(f, np.int64) for f in factors]
-        for p, axis_source, axis_target in zip(axis_permutations, source, target):
-            p[axis_source] = axis_target
-        # A consistent map on every axis is the structure (one source, one target).
-        if all(np.array_equal(p[s], t) for p, s, t in zip(axis_permutations, source, target)):
-            return axis_permutations, int(shift)
-    return None
-
-
 def _shared_structure(permutation):
-    """`_structured_parts` of the permutation every block shares, or None."""
+    """`structured_parts` of the permutation every block shares, or None."""
     value = constant_value(permutation)
     if value is None or not (value == value[:1]).all():
         return None
-    return _structured_parts(value[0])
-
-
-def _natural_index(factors, layout):
-    """The natural index of the value at each stored position of a layout.
-
-    `layout` lists the Kronecker axes of `H_f1 (x) H_f2 (x) ...` (0 = f1, the
-    slowest in natural order) in the order in which they are stored.
-    """
-    d = int(np.prod(factors))
-    return np.arange(d).reshape(factors).transpose(layout).reshape(d)
+    return structured_parts(value[0])
 
 
 def _fastfood_lean(x, sign, gaussian, permutation, scaling, scale, units):
@@ -209,11 +128,11 @@ def _fastfood_lean(x, sign, gaussian, permutation, scaling, scale, units):
         y = tf.reshape(y, [-1, d])
     else:
         y, _ = hadamard_steps(tf.reshape(y, [-1, d]), factors, range(k), True, matrices)
-    first_layout, second_layout = _lean_layouts(factors)
+    first_layout, second_layout = lean_layouts(factors)
 
     # G P, written in the layout that makes the second transform end in
     # natural order: position q holds natural index natural[q] of G P H B x.
-    natural = _natural_index(factors, second_layout)
+    natural = natural_index(factors, second_layout)
     if structure is not None:
         shift = structure[1]
         if shift:
@@ -222,7 +141,7 @@ def _fastfood_lean(x, sign, gaussian, permutation, scaling, scale, units):
     else:
         # Position q of the gather's output holds (H B x)[P[natural[q]]], which
         # the first product left at position where_stored[P[natural[q]]].
-        where_stored = np.argsort(_natural_index(factors, first_layout))
+        where_stored = np.argsort(natural_index(factors, first_layout))
         indices = tf.gather(tf.constant(where_stored, permutation.dtype), tf.gather(permutation, natural, axis=1))
         indices += tf.range(num_blocks, dtype=permutation.dtype)[:, None] * d
         y = tf.gather(tf.reshape(y, [-1, num_blocks * d]), tf.reshape(indices, [-1]), axis=-1)

@@ -1,5 +1,4 @@
-"""Fast Walsh-Hadamard transform built from small constant Hadamard factors."""
-
+"""Fast Walsh-Hadamard transform built from small constant Hadamard factors (TensorFlow)."""
 
 import numpy as np
 import tensorflow as tf
@@ -9,42 +8,10 @@ from keras_fried.ops._complex_input import transform_parts
 from keras_fried.ops._hadamard import hadamard_factor
 from keras_fried.ops._hadamard import hadamard_steps
 from keras_fried.ops._hadamard import rotate_last_axis
+from keras_fried.ops._structure import hadamard_factors
+from keras_fried.ops._structure import is_power_of_two as _is_power_of_two
+from keras_fried.ops._structure import next_power_of_two
 from keras_fried.ops.precision import transform_dtype
-
-# Largest Hadamard factor used in one matrix product. Measured on a 2-core CPU at
-# batch 256: factors of 16-32 are fastest (d = 1024 as 32 x 32, d = 4096 as
-# 16 x 16 x 16); 64 and above spend more time in multiplies than they save in passes.
-_MAX_FACTOR = 32
-
-
-def next_power_of_two(n: int) -> int:
-    """The smallest power of two that is >= `n` (1 for n <= 1)."""
-    return 1 if n <= 1 else 1 << (int(n) - 1).bit_length()
-
-
-def _is_power_of_two(n: int) -> bool:
-    return n >= 1 and n & (n - 1) == 0
-
-
-def hadamard_factors(d: int) -> list:
-    """Split `d = 2**k` into as few balanced powers of two <= 32 as possible.
-
-    The factors are listed in the order of the Kronecker product
-    `H_d = H_f1 (x) H_f2 (x) ...`; any order gives the same transform.
-    """
-    k = d.bit_length() - 1
-    if k == 0:
-        return [1]
-    num_factors = -(-k // (_MAX_FACTOR.bit_length() - 1))
-    base, extra = divmod(k, num_factors)
-    factors = [2 ** (base + 1)] * extra + [2 ** base] * (num_factors - extra)
-    if factors[-1] < 16 and len(factors) > 1:
-        # The last factor is the plain product on the last axis, slow with a
-        # narrow (< 16) matrix; the first one is broadcast over the widest rest.
-        # At d = 2048, each timed in its own block: [8, 16, 16] 2.4x a copy,
-        # [16, 16, 8] 3.1x.
-        factors = factors[-1:] + factors[:-1]
-    return factors
 
 
 def _check_last_axis(d, argument="x"):

@@ -116,7 +116,7 @@ def _structured_reference(factors, axis_permutations, shift):
 def test_structured_permutation_matches_its_definition(d):
     from keras_fried.ops import hadamard_factors
     from keras_fried.ops import structured_permutation
-    from keras_fried.ops.fastfood import _structured_parts
+    from keras_fried.ops._structure import structured_parts as _structured_parts
 
     rng = np.random.default_rng(d)
     factors = hadamard_factors(d)
