@@ -96,6 +96,14 @@ def test_tflite_conversion_there_says_how_to_convert(tmp_path, backend):
 
 
 @pytest.mark.parametrize("backend", OTHER_BACKENDS)
+def test_fry_prune_summary_and_tuning_work_there(backend):
+    lines = _run(backend, "tests/backends/tasks.py", "tools").stdout.splitlines()
+    assert "fry circulant: Circulant data 163" in lines and "fry adaptive_fastfood: AdaptiveFastfood data 227" in lines
+    assert "prune magnitude: 256 of 512" in lines and "prune trifactor: 256 of 512" in lines
+    assert "structured: 16 units" in lines and any(line.startswith("tuning: ") for line in lines)
+
+
+@pytest.mark.parametrize("backend", OTHER_BACKENDS)
 def test_the_op_and_layer_tests_pass_there(backend):
     # The same files as under TensorFlow, minus the TensorFlow forms (tests/ops/test_fwht.py and the
     # other TensorFlow op tests check the builtin-op forms that only TFLite conversion uses).
@@ -112,3 +120,55 @@ def test_the_main_example_runs_there(tmp_path, backend):
     result = _run(backend, "examples/mnist_deep_fried.py", "--quick", "--data-dir", data_dir,
                   "--out", str(tmp_path / "out"), "--verbose", "0")
     assert "adaptive-fastfood-1024" in result.stdout and "SMOKE RUN" in result.stdout
+
+
+def _free_ports(count):
+    import socket
+
+    sockets = [socket.socket() for _ in range(count)]
+    for s in sockets:
+        s.bind(("localhost", 0))
+    ports = [s.getsockname()[1] for s in sockets]
+    for s in sockets:
+        s.close()
+    return ports
+
+
+def _weights_and_losses(path):
+    saved = np.load(path)
+    return [saved[k] for k in sorted(saved.files) if k != "loss"], saved["loss"]
+
+
+def _assert_same_training(distributed, single):
+    (weights, losses), (expected_weights, expected_losses) = distributed, single
+    np.testing.assert_allclose(losses, expected_losses, rtol=1e-5)
+    for got, expected in zip(weights, expected_weights):
+        np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-6)
+
+
+def test_two_tensorflow_workers_train_as_one_process(tmp_path):
+    """MultiWorkerMirroredStrategy, two worker processes on localhost (TF_CONFIG), global batch 16."""
+    script = "tests/backends/distributed.py"
+    env = {**os.environ, "KERAS_BACKEND": "tensorflow", "TF_CPP_MIN_LOG_LEVEL": "3", "CUDA_VISIBLE_DEVICES": "",
+           "PYTHONPATH": str(ROOT)}
+    ports = [str(p) for p in _free_ports(2)]
+    workers = [subprocess.Popen([sys.executable, script, "tf-worker", str(i), *ports, str(tmp_path / f"w{i}.npz")],
+                                cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+               for i in range(2)]
+    for worker in workers:
+        _, stderr = worker.communicate(timeout=600)
+        assert worker.returncode == 0, stderr[-3000:]
+    _run("tensorflow", script, "tf-single", str(tmp_path / "single.npz"))
+    single = _weights_and_losses(tmp_path / "single.npz")
+    for i in range(2):
+        _assert_same_training(_weights_and_losses(tmp_path / f"w{i}.npz"), single)
+
+
+def test_jax_data_parallel_on_two_devices_trains_as_one_device(tmp_path, monkeypatch):
+    """keras.distribution.DataParallel over two host devices (XLA_FLAGS), global batch 16."""
+    script = "tests/backends/distributed.py"
+    monkeypatch.setenv("XLA_FLAGS", "--xla_force_host_platform_device_count=2")
+    _run("jax", script, "jax-data-parallel", str(tmp_path / "parallel.npz"))
+    monkeypatch.delenv("XLA_FLAGS")
+    _run("jax", script, "jax-single", str(tmp_path / "single.npz"))
+    _assert_same_training(_weights_and_losses(tmp_path / "parallel.npz"), _weights_and_losses(tmp_path / "single.npz"))

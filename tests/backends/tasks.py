@@ -10,7 +10,8 @@ weights as drawn, and its outputs on fixed inputs once every trainable weight
 is set to the same NumPy values. `train-and-save`: a model of several layers
 trained one step, saved, with its inputs and outputs. `load-and-predict`: a
 saved model's outputs on saved inputs. `convert`: TFLite conversion, which
-must refuse a backend other than TensorFlow.
+must refuse a backend other than TensorFlow. `tools`: fry, prune, summary and
+a tuning model, their results printed.
 """
 
 import sys
@@ -79,6 +80,28 @@ def load_and_predict(model_path, io_path):
     np.savez(io_path, x=x, y=keras.ops.convert_to_numpy(model(x)))
 
 
+def tools():
+    """fry (with data), prune (both methods, structured too), summary and a tuning model, printed."""
+    import keras_tuner
+
+    from keras_fried import tuning
+
+    keras.utils.set_random_seed(0)
+    x = np.random.default_rng(0).standard_normal((64, 16)).astype("float32")
+    model = keras.Sequential([keras.Input((16,)), keras.layers.Dense(32, activation="relu", name="hidden"),
+                              keras.layers.Dense(3, name="out")])
+    for kind in ("circulant", "adaptive_fastfood"):
+        fried, report = keras_fried.fry(model, kind, data=x, distill_epochs=1, output_distill_epochs=1,
+                                        return_report=True)
+        print(f"fry {kind}: {report[0]['kind']} {report[0]['error_on']} {keras_fried.summary(fried, None)['params']}")
+    for method in ("magnitude", "trifactor"):
+        report = keras_fried.prune(model, 0.5, method=method, data=x, return_report=True)[1]
+        print(f"prune {method}: {report[0]['nonzero']} of {report[0]['weights']}")
+    print(f"structured: {keras_fried.prune(model, 0.5, structured=True).get_layer('hidden').units} units")
+    hypermodel = tuning.FriedHyperModel((16,), head=3, max_params=5_000, features_range=(16, 64))
+    print(f"tuning: {hypermodel.build(keras_tuner.HyperParameters()).name}")
+
+
 def convert(model_path):
     try:
         keras_fried.tflite.convert(keras.saving.load_model(model_path))
@@ -91,4 +114,4 @@ def convert(model_path):
 if __name__ == "__main__":
     task, *paths = sys.argv[1:]
     {"layer-outputs": layer_outputs, "train-and-save": train_and_save, "load-and-predict": load_and_predict,
-     "convert": convert}[task](*paths)
+     "convert": convert, "tools": tools}[task](*paths)
