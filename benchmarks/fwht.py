@@ -15,6 +15,7 @@ Usage:
     python benchmarks/fwht.py                 # CPU, TensorFlow graph mode
     python benchmarks/fwht.py --jit           # compile with XLA (use on GPU)
     python benchmarks/fwht.py --quick         # small sizes, for a smoke test
+    python benchmarks/fwht.py --backend jax   # JAX (jax.jit) or torch (eager), with Dense on the same backend
 """
 
 import argparse
@@ -24,6 +25,10 @@ import sys
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from benchmarks import backend_steps  # noqa: E402
+
+backend_steps.select_backend()  # before Keras is imported
 
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
@@ -62,24 +67,41 @@ def _finish(device):
     return lambda y: y  # CPU TensorFlow ops have finished when they return
 
 
-def transform_table(sizes, batch, jit, device, repeat):
+def _transform_times(d, batch, jit, device, repeat):
+    """Median seconds of fwht, a copy and (d <= 4096) the dense product, on the Keras backend."""
+    if keras.backend.backend() != "tensorflow":
+        x = backend_steps.tensor(np.random.default_rng(0).standard_normal((batch, d)).astype(np.float32))
+        fwht_fn = backend_steps.compile_function(lambda x: fwht(x, normalize=False))
+        copy_fn = backend_steps.compile_function(backend_steps.copy)
+        t = interleaved_medians({"fwht": lambda: fwht_fn(x), "copy": lambda: copy_fn(x)},
+                                finish=backend_steps.finish, repeat=repeat)
+        if d <= 4096:
+            h = backend_steps.tensor(scipy.linalg.hadamard(d).astype(np.float32))
+            dense_fn = backend_steps.compile_function(lambda x: keras.ops.matmul(x, h))
+            t["dense"] = median_seconds(lambda: backend_steps.finish(dense_fn(x)))
+        return t
     fwht_fn = tf.function(lambda x: fwht(x, normalize=False), jit_compile=jit)
     copy_fn = tf.function(lambda x: tf.raw_ops.DeepCopy(x=x), jit_compile=False)
     finish = _finish(device)
+    with tf.device(device):
+        x = tf.random.normal([batch, d])
+        # fwht and the copy in turns; the dense product apart, as its 64 MB
+        # matrix (d = 4096) would evict the others' data from the cache.
+        t = interleaved_medians(
+            {"fwht": lambda: fwht_fn(x), "copy": lambda: copy_fn(x)},
+            finish=finish, repeat=repeat,
+        )
+        if d <= 4096:
+            h = tf.constant(scipy.linalg.hadamard(d), tf.float32)
+            dense_fn = tf.function(lambda x: tf.matmul(x, h), jit_compile=jit)
+            t["dense"] = median_seconds(lambda: finish(dense_fn(x)))
+    return t
+
+
+def transform_table(sizes, batch, jit, device, repeat):
     rows = []
     for d in sizes:
-        with tf.device(device):
-            x = tf.random.normal([batch, d])
-            # fwht and the copy in turns; the dense product apart, as its 64 MB
-            # matrix (d = 4096) would evict the others' data from the cache.
-            t = interleaved_medians(
-                {"fwht": lambda: fwht_fn(x), "copy": lambda: copy_fn(x)},
-                finish=finish, repeat=repeat,
-            )
-            if d <= 4096:
-                h = tf.constant(scipy.linalg.hadamard(d), tf.float32)
-                dense_fn = tf.function(lambda x: tf.matmul(x, h), jit_compile=jit)
-                t["dense"] = median_seconds(lambda: finish(dense_fn(x)))
+        t = _transform_times(d, batch, jit, device, repeat)
         row = [d, _ms(t["fwht"]), _ms(t["copy"]), _ratio(t["fwht"], t["copy"])]
         if "dense" in t:
             row += [_ms(t["dense"]), _ratio(t["dense"], t["fwht"])]
@@ -117,18 +139,29 @@ def _train_step(layer, d, jit):
     return step
 
 
+def _layer_times(d, batch, jit, device, repeat):
+    """Median seconds of forward + backward of AdaptiveFastfood(d) and Dense(d), on the Keras backend."""
+    if keras.backend.backend() != "tensorflow":
+        x = backend_steps.tensor(np.random.default_rng(0).standard_normal((batch, d)).astype(np.float32))
+        steps = {name: backend_steps.forward_and_gradients(keras.Sequential([keras.Input((d,)), layer]))
+                 for name, layer in (("fried", AdaptiveFastfood(d, seed=0)), ("dense", keras.layers.Dense(d)))}
+        return interleaved_medians({name: (lambda step=step: step(x)) for name, step in steps.items()},
+                                   finish=backend_steps.finish, repeat=repeat)
+    with tf.device(device):
+        x = tf.random.normal([batch, d])
+        fried = _train_step(AdaptiveFastfood(d, seed=0), d, jit)
+        dense = _train_step(keras.layers.Dense(d), d, jit)
+        # Fetching the loss waits for the whole step, on CPU and GPU alike.
+        return interleaved_medians(
+            {"fried": lambda: fried(x)[0], "dense": lambda: dense(x)[0]},
+            finish=lambda loss: loss.numpy(), repeat=repeat,
+        )
+
+
 def layer_table(sizes, batch, jit, device, repeat):
     rows = []
     for d in sizes:
-        with tf.device(device):
-            x = tf.random.normal([batch, d])
-            fried = _train_step(AdaptiveFastfood(d, seed=0), d, jit)
-            dense = _train_step(keras.layers.Dense(d), d, jit)
-            # Fetching the loss waits for the whole step, on CPU and GPU alike.
-            t = interleaved_medians(
-                {"fried": lambda: fried(x)[0], "dense": lambda: dense(x)[0]},
-                finish=lambda loss: loss.numpy(), repeat=repeat,
-            )
+        t = _layer_times(d, batch, jit, device, repeat)
         rows.append([
             d, 3 * d + d, d * d + d, _ms(t["fried"]), _ms(t["dense"]),
             _ratio(t["dense"], t["fried"]),
@@ -147,6 +180,9 @@ def main(argv=None):
     parser.add_argument("--jit", action="store_true", help="compile with XLA")
     parser.add_argument("--device", default=None, help="e.g. /GPU:0 (default: TF's choice)")
     parser.add_argument("--quick", action="store_true", help="small sizes only")
+    parser.add_argument("--backend", choices=["tensorflow", "jax", "torch"], default=None,
+                        help="the Keras backend (default: KERAS_BACKEND, else tensorflow); --jit and "
+                        "--device are TensorFlow's")
     parser.add_argument(
         "--repeat", type=int, default=None,
         help="calls per timed sample (default 1 on CPU, 20 on GPU, where one "
@@ -158,7 +194,7 @@ def main(argv=None):
     transform_sizes = [2**k for k in range(10, 17)] if not args.quick else [1024]
     layer_sizes = [1024, 4096, 8192] if not args.quick else [1024]
     print(
-        f"TensorFlow {tf.__version__}, Keras {keras.__version__}, device {device}, "
+        f"Keras {keras.__version__} on {keras.backend.backend()} (TensorFlow {tf.__version__}), device {device}, "
         f"{os.cpu_count()} CPU threads ({platform.processor() or platform.machine()}), "
         f"batch {args.batch}, float32, XLA {'on' if args.jit else 'off'}, "
         f"FFHT {'installed' if ffht else 'not installed'}; medians of repeated runs, "

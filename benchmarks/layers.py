@@ -12,7 +12,10 @@ low-rank layer); HashedDense with input_dim * units / 8 buckets; Circulant,
 AdaptiveFastfood and Fastfood (linear output, nothing trained) at `units`.
 
 Usage:
-    python benchmarks/layers.py [--jit] [--quick]
+    python benchmarks/layers.py [--jit] [--quick] [--backend jax|torch|tensorflow]
+
+On JAX the calls run under `jax.jit`, on PyTorch eagerly (as Keras runs them);
+`--jit` is TensorFlow's XLA.
 """
 
 import argparse
@@ -22,7 +25,12 @@ import sys
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
+from benchmarks import backend_steps  # noqa: E402
+
+backend_steps.select_backend()  # before Keras is imported
+
 import keras  # noqa: E402
+import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 from benchmarks.timing import markdown_table  # noqa: E402
@@ -54,6 +62,12 @@ def conv_replacements(c_in, c_out, size):
 def time_layer(make_layer, input_shape, jit):
     layer = make_layer()
     model = keras.Sequential([keras.Input(input_shape[1:]), layer])
+    if keras.backend.backend() != "tensorflow":
+        x = backend_steps.tensor(np.random.default_rng(0).standard_normal(input_shape).astype(np.float32))
+        forward, step = backend_steps.forward(model), backend_steps.forward_and_gradients(model)
+        t_forward = median_seconds(lambda: backend_steps.finish(forward(x)))
+        t_train = median_seconds(lambda: backend_steps.finish(step(x)))
+        return layer.count_params(), t_forward, t_train
     x = tf.random.normal(input_shape)
     forward = tf.function(lambda x: model(x), jit_compile=jit)
 
@@ -93,11 +107,14 @@ def main(argv=None):
     parser.add_argument("--batch", type=int, default=256)
     parser.add_argument("--jit", action="store_true", help="compile with XLA")
     parser.add_argument("--quick", action="store_true", help="the smallest size only")
+    parser.add_argument("--backend", choices=["tensorflow", "jax", "torch"], default=None,
+                        help="the Keras backend (default: KERAS_BACKEND, else tensorflow)")
     args = parser.parse_args(argv)
     sizes = [(800, 500), (1024, 1024), (4096, 4096)][: 1 if args.quick else 3]
     convs = [(20, 50, 5, 12), (64, 64, 3, 16)][: 1 if args.quick else 2]
     print(
-        f"TensorFlow {tf.__version__}, Keras {keras.__version__}, {os.cpu_count()} CPU threads, "
+        f"Keras {keras.__version__} on {keras.backend.backend()} (TensorFlow {tf.__version__}), "
+        f"{os.cpu_count()} CPU threads, "
         f"batch {args.batch}, float32, XLA {'on' if args.jit else 'off'}; medians of repeated runs; "
         "speedups > 1 mean faster than the reference in the same run.\n"
     )

@@ -1,5 +1,6 @@
 """The README's scripts run: the quickstart and a quick pass of the benchmark."""
 
+import importlib.util
 import json
 import os
 import subprocess
@@ -24,12 +25,29 @@ def test_quickstart_runs():
     assert "AdaptiveFastfood parameters: 4,096 (Dense: 803,840)" in out
 
 
-@pytest.mark.parametrize("flags", [[], ["--jit"]])
+@pytest.mark.parametrize("flags", [[], ["--jit"], ["--backend", "jax"], ["--backend", "torch"]])
 def test_fwht_benchmark_quick_pass(flags):
+    if flags[:1] == ["--backend"]:
+        pytest.importorskip(flags[1])
     out = _run("benchmarks/fwht.py", "--quick", *flags)
     # Two Markdown tables with one data row each, and no timing asserted.
     assert out.count("| 1024 |") == 2
     assert "fwht / copy" in out and "speedup" in out
+
+
+def test_backends_benchmark_quick_pass():
+    out = _run("benchmarks/backends.py", "--quick")
+    # One row per installed backend, against Dense on that backend; no timing asserted.
+    assert "| 64 | tensorflow |" in out and "AdaptiveFastfood vs TensorFlow's" in out
+    for backend in ("jax", "torch"):
+        assert (f"| 64 | {backend} |" in out) == (importlib.util.find_spec(backend) is not None)
+
+
+@pytest.mark.parametrize("backend", ["jax", "torch"])
+def test_layers_benchmark_runs_on_other_backends(backend):
+    pytest.importorskip(backend)
+    out = _run("benchmarks/layers.py", "--quick", "--backend", backend)
+    assert f"on {backend}" in out and "| AdaptiveFastfood | 3,572 |" in out
 
 
 def test_tflite_heads_benchmark_quick_pass():
