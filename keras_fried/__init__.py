@@ -11,16 +11,37 @@ TFLite converter.
 """
 
 import importlib
+import os
 
-from keras_fried import layers
-from keras_fried import ops
-from keras_fried.layers import AdaptiveFastfood
-from keras_fried.layers import Fastfood
-from keras_fried.model_summary import count_params
-from keras_fried.model_summary import summary
-from keras_fried.pruning import prune
-from keras_fried.surgery import fry
-from keras_fried.trifactorization import trifactorize
+_BACKENDS = ("tensorflow", "jax", "torch")
+
+
+def _backend_error(received):
+    return ImportError(
+        "keras_fried runs on the TensorFlow, JAX and PyTorch backends of Keras 3: set KERAS_BACKEND "
+        f"to one of {_BACKENDS} before importing keras (and install that backend). Received: "
+        f"backend={received!r}"
+    )
+
+
+# Checked before Keras is imported: Keras's own error for an unknown name does not say what to do.
+if os.environ.get("KERAS_BACKEND", "tensorflow") not in _BACKENDS:
+    raise _backend_error(os.environ["KERAS_BACKEND"])
+
+import keras  # noqa: E402
+
+if keras.backend.backend() not in _BACKENDS:  # chosen in ~/.keras/keras.json, or "numpy"
+    raise _backend_error(keras.backend.backend())
+
+from keras_fried import layers  # noqa: E402
+from keras_fried import ops  # noqa: E402
+from keras_fried.layers import AdaptiveFastfood  # noqa: E402
+from keras_fried.layers import Fastfood  # noqa: E402
+from keras_fried.model_summary import count_params  # noqa: E402
+from keras_fried.model_summary import summary  # noqa: E402
+from keras_fried.pruning import prune  # noqa: E402
+from keras_fried.surgery import fry  # noqa: E402
+from keras_fried.trifactorization import trifactorize  # noqa: E402
 
 __version__ = "0.3.0"
 

@@ -86,6 +86,16 @@ def test_a_model_saved_here_loads_there_with_the_same_outputs(tmp_path, backend)
     np.testing.assert_allclose(np.load(io_path)["y"], expected, rtol=1e-5, atol=1e-5)
 
 
+@pytest.mark.parametrize("backend", ["numpy", "tensorflw"])
+def test_an_unsupported_backend_is_refused_saying_what_to_do(backend):
+    env = {**os.environ, "KERAS_BACKEND": backend}
+    result = subprocess.run([sys.executable, "-c", "import keras_fried"], cwd=ROOT, env=env, capture_output=True,
+                            text=True, timeout=300)
+    assert result.returncode != 0
+    assert "set KERAS_BACKEND to one of ('tensorflow', 'jax', 'torch')" in result.stderr
+    assert f"Received: backend='{backend}'" in result.stderr
+
+
 @pytest.mark.parametrize("backend", OTHER_BACKENDS)
 def test_tflite_conversion_there_says_how_to_convert(tmp_path, backend):
     model_path, io_path = str(tmp_path / "model.keras"), str(tmp_path / "io.npz")
