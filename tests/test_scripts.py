@@ -43,8 +43,9 @@ def test_backends_benchmark_quick_pass():
         assert (f"| 64 | {backend} |" in out) == (importlib.util.find_spec(backend) is not None)
 
 
-@pytest.mark.parametrize("backend", ["jax", "torch"])
-def test_layers_benchmark_runs_on_other_backends(backend):
+def test_layers_benchmark_runs_on_another_backend():
+    # JAX: the PyTorch path of benchmarks/backend_steps.py runs in the fwht quick pass.
+    backend = "jax"
     pytest.importorskip(backend)
     out = _run("benchmarks/layers.py", "--quick", "--backend", backend)
     assert f"on {backend}" in out and "| AdaptiveFastfood | 3,572 |" in out
