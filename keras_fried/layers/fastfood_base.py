@@ -38,7 +38,7 @@ class FastfoodBase(StructuredLayer):
         return 1.0
 
     def scale_for(self, d):
-        raise NotImplementedError
+        raise TypeError(f"{type(self).__name__} must define scale_for(d), the constant scale of its blocks.")
 
     def build(self, input_shape):
         self.input_dim = check_last_dim(input_shape, self.name)

@@ -160,7 +160,8 @@ class StructuredLayer(keras.layers.Layer):
 
     @classmethod
     def from_dense(cls, dense, **kwargs):
-        raise NotImplementedError(f"{cls.__name__} has no start from a Dense layer.")
+        """A layer of this class started from a built Dense; a kind that can replace one overrides it."""
+        raise ValueError(f"{cls.__name__} has no start from a trained Dense layer. Received: dense={dense!r}")
 
     @classmethod
     def from_search(cls, hp, units, input_dim):
@@ -250,8 +251,8 @@ class DenseLikeLayer(StructuredLayer):
         )
 
     def transform(self, inputs, training=False):
-        """The layer's product, before bias and activation (any float dtype)."""
-        raise NotImplementedError
+        """The layer's product, before bias and activation (any float dtype); subclasses define it."""
+        raise TypeError(f"{type(self).__name__} must define transform(inputs, training), its product.")
 
     def preactivation(self, inputs, training=False):
         """The layer's outputs before its activation: the product plus the bias, in the compute dtype."""
