@@ -14,9 +14,9 @@ import keras
 import numpy as np
 from keras import ops
 
+from keras_fried.ops._structure import check_fastfood_input
+from keras_fried.ops._structure import check_hadamard_axis
 from keras_fried.ops._structure import hadamard_factors
-from keras_fried.ops._structure import is_power_of_two
-from keras_fried.ops._structure import next_power_of_two
 from keras_fried.ops.precision import transform_dtype
 
 
@@ -32,19 +32,6 @@ def _floating(x):
     if "float" not in str(ops.dtype(x)):
         x = ops.cast(x, "float32")
     return x
-
-
-def _check_last_axis(d):
-    if d is None:
-        raise ValueError(
-            "The last axis of `x` must be known (static) to apply the Walsh-Hadamard transform. "
-            "Received: x.shape[-1]=None"
-        )
-    if not is_power_of_two(d):
-        raise ValueError(
-            "The last axis of `x` must be a power of two for the Walsh-Hadamard transform; pad it "
-            f"to {next_power_of_two(d)} first. Received: x.shape[-1]={d}"
-        )
 
 
 def _matmul(a, b):
@@ -82,7 +69,7 @@ def fwht(x, normalize=True):
         raise ValueError(
             f"`x` must have at least one axis for the Walsh-Hadamard transform. Received: x.shape={x.shape}"
         )
-    _check_last_axis(x.shape[-1])
+    check_hadamard_axis(x.shape[-1])
     dtype = x.dtype
     y = _hadamard(ops.cast(x, transform_dtype(dtype)), normalize)
     return ops.cast(y, dtype)
@@ -99,11 +86,7 @@ def fastfood_transform(x, sign, gaussian, permutation, scaling, scale=1.0, units
     """`keras_fried.ops.fastfood_transform` in `keras.ops` (see there)."""
     x = ops.convert_to_tensor(x)
     num_blocks, d = sign.shape
-    if x.shape[-1] is None or x.shape[-1] > d:
-        raise ValueError(
-            f"The last axis of `x` must be known and at most the diagonals' size {d} "
-            f"(a shorter input is zero-padded). Received: x.shape={x.shape}"
-        )
+    check_fastfood_input(x.shape, d)
     sign, gaussian, scaling = (ops.convert_to_tensor(a, dtype=x.dtype) for a in (sign, gaussian, scaling))
     permutation = ops.convert_to_tensor(permutation)
     batch_shape = tuple(ops.shape(x)[:-1])

@@ -23,6 +23,30 @@ def is_power_of_two(n: int) -> bool:
     return n >= 1 and n & (n - 1) == 0
 
 
+def check_hadamard_axis(d, argument="x"):
+    """A ValueError unless `d`, the last axis of `argument`, is known and a power of two."""
+    if d is None:
+        raise ValueError(
+            f"The last axis of `{argument}` must be known (static) to apply the "
+            f"Walsh-Hadamard transform. Received: {argument}.shape[-1]=None"
+        )
+    if not is_power_of_two(d):
+        raise ValueError(
+            f"The last axis of `{argument}` must be a power of two for the "
+            f"Walsh-Hadamard transform; pad it to {next_power_of_two(d)} first. "
+            f"Received: {argument}.shape[-1]={d}"
+        )
+
+
+def check_fastfood_input(shape, d):
+    """A ValueError unless the last axis of an input of `shape` is known and at most `d`."""
+    if shape[-1] is None or shape[-1] > d:
+        raise ValueError(
+            f"The last axis of `x` must be known and at most the diagonals' size {d} "
+            f"(a shorter input is zero-padded). Received: x.shape={shape}"
+        )
+
+
 def hadamard_factors(d: int) -> list:
     """Split `d = 2**k` into as few balanced powers of two <= 32 as possible.
 

@@ -8,6 +8,7 @@ from keras_fried.ops._builtin_mode import constant_value
 from keras_fried.ops._builtin_mode import rows_product
 from keras_fried.ops._hadamard import hadamard_factor_array
 from keras_fried.ops._hadamard import hadamard_steps
+from keras_fried.ops._structure import check_fastfood_input
 from keras_fried.ops._structure import hadamard_factors
 from keras_fried.ops._structure import lean_layouts
 from keras_fried.ops._structure import natural_index
@@ -51,11 +52,7 @@ def fastfood_transform(
     """
     x = tf.convert_to_tensor(x)
     num_blocks, d = sign.shape
-    if x.shape[-1] is None or x.shape[-1] > d:
-        raise ValueError(
-            f"The last axis of `x` must be known and at most the diagonals' size {d} "
-            f"(a shorter input is zero-padded). Received: x.shape={x.shape}"
-        )
+    check_fastfood_input(x.shape, d)
     if builtin_ops_only_active() and between_hadamards is None:
         return _fastfood_lean(x, sign, gaussian, permutation, scaling, scale, units)
     if x.shape[-1] < d:

@@ -8,24 +8,9 @@ from keras_fried.ops._complex_input import transform_parts
 from keras_fried.ops._hadamard import hadamard_factor
 from keras_fried.ops._hadamard import hadamard_steps
 from keras_fried.ops._hadamard import rotate_last_axis
+from keras_fried.ops._structure import check_hadamard_axis
 from keras_fried.ops._structure import hadamard_factors
-from keras_fried.ops._structure import is_power_of_two as _is_power_of_two
-from keras_fried.ops._structure import next_power_of_two
 from keras_fried.ops.precision import transform_dtype
-
-
-def _check_last_axis(d, argument="x"):
-    if d is None:
-        raise ValueError(
-            f"The last axis of `{argument}` must be known (static) to apply the "
-            f"Walsh-Hadamard transform. Received: {argument}.shape[-1]=None"
-        )
-    if not _is_power_of_two(d):
-        raise ValueError(
-            f"The last axis of `{argument}` must be a power of two for the "
-            f"Walsh-Hadamard transform; pad it to {next_power_of_two(d)} first. "
-            f"Received: {argument}.shape[-1]={d}"
-        )
 
 
 def _fwht_kernel_transposes(x, normalize):
@@ -126,7 +111,7 @@ def fwht(x, normalize: bool = True):
             "`x` must have at least one axis for the Walsh-Hadamard transform. "
             f"Received: x.shape={x.shape}"
         )
-    _check_last_axis(x.shape[-1])
+    check_hadamard_axis(x.shape[-1])
     dtype = x.dtype
     x = tf.cast(x, transform_dtype(dtype))
     y = _fwht_normalized(x) if normalize else _fwht_unnormalized(x)
