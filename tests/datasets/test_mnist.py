@@ -126,11 +126,14 @@ def test_tensorflow_datasets_reaches_the_download(empty_tfds_cache, monkeypatch)
     causes = list(_causes(raised.value))
     assert any(isinstance(c, requests.exceptions.ConnectionError) for c in causes)
     assert not any(isinstance(c, ImportError) for c in causes)
-    downloads = sorted(url for method, url in fetched if method == "GET")
-    assert [url.rsplit("/", 1)[1] for url in downloads] == sorted(
+    downloads = {url.rsplit("/", 1)[1] for method, url in fetched if method == "GET"}
+    # tensorflow-datasets fetches the files in parallel and stops at the first failure,
+    # so how many of the four were asked for before it stopped varies from run to run
+    # (all four in most runs, three in one CI run): at least one, and only MNIST's.
+    assert downloads and downloads <= {
         stem + ".gz" for stem in ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte",
                                   "train-images-idx3-ubyte", "train-labels-idx1-ubyte")
-    )
+    }
 
 
 def test_offline_fails_within_seconds_and_says_how_to_fix(empty_tfds_cache, monkeypatch):
