@@ -95,8 +95,9 @@ class StructuredLayer(keras.layers.Layer):
     saved model reloads bit-identical; `count_params()` leaves it out, as the
     papers do, since a seed regenerates it.
 
-    Subclasses set the class attributes below; `keras_fried.layers.registry`
-    lists the classes.
+    Subclasses set the class attributes below, and `input_dim` (the size of
+    the input's last axis; a convolution's input channels) when built;
+    `keras_fried.layers.registry` lists the classes.
 
     Attributes:
         kind: The layer's name in the registry and in `fry(model, kind)`.
