@@ -4,27 +4,10 @@
 matrix, applied to one axis of the `(n, f1, f2, ...)` view of the values.
 """
 
-import functools
-import math
-
-import numpy as np
 import tensorflow as tf
 
 from keras_fried.ops._builtin_mode import rows_product
-
-
-@functools.lru_cache(maxsize=None)
-def sylvester(f: int) -> np.ndarray:
-    h = np.ones((1, 1))
-    while h.shape[0] < f:
-        h = np.block([[h, h], [h, -h]])
-    return h
-
-
-def hadamard_factor_array(f, normalize):
-    """The `f x f` Sylvester Hadamard matrix as a NumPy array, divided by `sqrt(f)` if `normalize`."""
-    h = sylvester(f)
-    return h / math.sqrt(f) if normalize else h  # the factors' scales multiply to 1/sqrt(d)
+from keras_fried.ops._structure import hadamard_factor_array
 
 
 def hadamard_factor(f, normalize, dtype):

@@ -8,7 +8,6 @@ Inputs in float16 or bfloat16 are computed in float32 (no backend has a 16-bit
 FFT, and the Hadamard steps add rounding) and cast back.
 """
 
-import math
 
 import keras
 import numpy as np
@@ -16,15 +15,9 @@ from keras import ops
 
 from keras_fried.ops._structure import check_fastfood_input
 from keras_fried.ops._structure import check_hadamard_axis
+from keras_fried.ops._structure import hadamard_factor_array
 from keras_fried.ops._structure import hadamard_factors
 from keras_fried.ops.precision import transform_dtype
-
-
-def _sylvester(f, normalize):
-    h = np.ones((1, 1))
-    while h.shape[0] < f:
-        h = np.block([[h, h], [h, -h]])
-    return h / math.sqrt(f) if normalize else h
 
 
 def _floating(x):
@@ -48,7 +41,7 @@ def _hadamard(x, normalize):
     d = shape[-1]
     rest = 1
     for f in reversed(hadamard_factors(d)):
-        h = ops.convert_to_tensor(_sylvester(f, normalize), dtype=x.dtype)
+        h = ops.convert_to_tensor(hadamard_factor_array(f, normalize), dtype=x.dtype)
         if rest == 1:
             x = _matmul(ops.reshape(x, (-1, f)), h)
         else:
@@ -161,7 +154,8 @@ elif keras.backend.backend() == "torch":
         for f in reversed(hadamard_factors(shape[-1])):
             key = (f, normalize, x.dtype, x.device)
             if key not in _factor_cache:
-                _factor_cache[key] = torch.as_tensor(_sylvester(f, normalize), dtype=x.dtype, device=x.device)
+                h = hadamard_factor_array(f, normalize)
+                _factor_cache[key] = torch.as_tensor(h, dtype=x.dtype, device=x.device)
             h = _factor_cache[key]
             x = x.reshape(-1, f) @ h if rest == 1 else torch.matmul(h, x.reshape(-1, f, rest))
             rest *= f

@@ -4,6 +4,9 @@ Backend-free, so that a layer's random parts are the same numbers under
 TensorFlow, JAX and PyTorch for the same seed.
 """
 
+import functools
+import math
+
 import keras
 import numpy as np
 
@@ -66,6 +69,20 @@ def hadamard_factors(d: int) -> list:
         # [16, 16, 8] 3.1x.
         factors = factors[-1:] + factors[:-1]
     return factors
+
+
+@functools.lru_cache(maxsize=None)
+def sylvester(f: int) -> np.ndarray:
+    h = np.ones((1, 1))
+    while h.shape[0] < f:
+        h = np.block([[h, h], [h, -h]])
+    return h
+
+
+def hadamard_factor_array(f, normalize):
+    """The `f x f` Sylvester Hadamard matrix as a NumPy array, divided by `sqrt(f)` if `normalize`."""
+    h = sylvester(f)
+    return h / math.sqrt(f) if normalize else h  # the factors' scales multiply to 1/sqrt(d)
 
 
 def lean_layouts(factors):

@@ -6,9 +6,9 @@ import tensorflow as tf
 from keras_fried.ops._builtin_mode import builtin_ops_only_active
 from keras_fried.ops._builtin_mode import constant_value
 from keras_fried.ops._builtin_mode import rows_product
-from keras_fried.ops._hadamard import hadamard_factor_array
 from keras_fried.ops._hadamard import hadamard_steps
 from keras_fried.ops._structure import check_fastfood_input
+from keras_fried.ops._structure import hadamard_factor_array
 from keras_fried.ops._structure import hadamard_factors
 from keras_fried.ops._structure import lean_layouts
 from keras_fried.ops._structure import natural_index
