@@ -13,6 +13,8 @@ import importlib
 
 import keras
 
+from keras_fried.ops import _kernel
+
 from keras_fried.ops._structure import hadamard_factors
 from keras_fried.ops._structure import hashed_weight_tables
 from keras_fried.ops._structure import next_power_of_two
@@ -51,6 +53,55 @@ _TENSORFLOW_ONLY = {
 }
 
 
+def implementation():
+    """Which form of the Walsh-Hadamard and Fastfood transforms runs on CPU here: "compiled" or "portable".
+
+    "compiled" is the C++ kernel of `keras_fried/kernels/`, built from source
+    with the system's C++ compiler on first use (this call builds it) and
+    cached per user (`$KERAS_FRIED_CACHE_DIR`, else `~/.cache/keras_fried`).
+    It picks AVX-512, AVX2 or plain code from the CPU at run time, and is
+    bound on the active backend: a TensorFlow custom op, an XLA FFI call
+    under JAX, a `torch.library` operator under PyTorch.
+
+    "portable" is the form in the backend's own ops (small Hadamard factors
+    as matrix products): it runs where the kernel cannot be built (no
+    compiler; one warning says so), on GPUs, under TensorFlow's XLA
+    (`jit_compile=True`), and in graphs traced for TFLite or export. Both give
+    the same numbers to float rounding.
+
+    The environment variable `KERAS_FRIED_KERNEL` forces a choice: `compiled`
+    (an error when the kernel cannot be built), `portable` (never built), or
+    `auto` (the default).
+
+    Returns:
+        "compiled" or "portable".
+
+    Raises:
+        ValueError: If `KERAS_FRIED_KERNEL` has another value.
+        RuntimeError: If it is "compiled" and the kernel cannot be built.
+    """
+    if _kernel.requested() == "portable":
+        return "portable"
+    backend = keras.backend.backend()
+    if backend == "tensorflow":
+        from keras_fried.ops import _kernel_tensorflow as binding
+
+        import tensorflow as tf
+
+        on_cpu = not tf.config.list_logical_devices("GPU")
+    elif backend == "jax":
+        from keras_fried.ops import _kernel_jax as binding
+
+        import jax
+
+        on_cpu = jax.default_backend() == "cpu"
+    else:
+        from keras_fried.ops import _kernel_torch as binding
+
+        on_cpu = True  # per tensor: CPU tensors take the kernel
+    return "compiled" if on_cpu and binding.available() else "portable"
+
+
 def __getattr__(name):
     if name in _TENSORFLOW_ONLY:
         return getattr(importlib.import_module(_TENSORFLOW_ONLY[name]), name)
@@ -67,6 +118,7 @@ __all__ = [
     "fwht",
     "hadamard_factors",
     "hashed_weight_tables",
+    "implementation",
     "next_power_of_two",
     "rows_product",
     "sign_sketch",

@@ -3,6 +3,7 @@
 import numpy as np
 import tensorflow as tf
 
+from keras_fried.ops import _kernel_tensorflow
 from keras_fried.ops._builtin_mode import builtin_ops_only_active
 from keras_fried.ops._builtin_mode import constant_value
 from keras_fried.ops._builtin_mode import rows_product
@@ -29,6 +30,10 @@ def fastfood_transform(
     where `(P_k z)_j = z_{permutation[k, j]}`. The blocks' outputs are
     concatenated and the first `units` are kept.
 
+    On CPU, without `between_hadamards`, the compiled kernel computes every
+    block in one pass per row (see `implementation()`); under XLA and when
+    traced for TFLite or export, the portable form below runs.
+
     Inside `keras_fried.ops.builtin_ops_only()` (TFLite conversion) the same
     product is computed in a lean form for the interpreter: no padding op, one
     transpose per Hadamard transform instead of one per factor, and the
@@ -53,6 +58,10 @@ def fastfood_transform(
     x = tf.convert_to_tensor(x)
     num_blocks, d = sign.shape
     check_fastfood_input(x.shape, d)
+    if between_hadamards is None and _kernel_tensorflow.usable(x.dtype):
+        # One op for all blocks, forward and backward (the compiled kernel).
+        sign, gaussian, scaling = (tf.cast(a, x.dtype) for a in (sign, gaussian, scaling))
+        return _kernel_tensorflow.fastfood(x, sign, gaussian, permutation, scaling, scale, units or num_blocks * d)
     if builtin_ops_only_active() and between_hadamards is None:
         return _fastfood_lean(x, sign, gaussian, permutation, scaling, scale, units)
     if x.shape[-1] < d:

@@ -3,6 +3,7 @@
 import numpy as np
 import tensorflow as tf
 
+from keras_fried.ops import _kernel_tensorflow
 from keras_fried.ops._builtin_mode import builtin_ops_only_active
 from keras_fried.ops._complex_input import transform_parts
 from keras_fried.ops._hadamard import hadamard_factor
@@ -71,10 +72,12 @@ def fwht(x, normalize: bool = True):
     result is divided by `sqrt(d)`, which makes the transform orthogonal and its
     own inverse.
 
-    The transform is computed as a reshape of the last axis into small factors
-    (at most 32) and one product with a constant Hadamard matrix per factor:
-    `O(d log d)`-like cost built from matrix products, which run fast on CPU,
-    on GPU through XLA and as TFLite FULLY_CONNECTED / BATCH_MATMUL ops.
+    On CPU the compiled kernel computes it (see `implementation()`), except
+    under XLA (`jit_compile=True`) and when traced for TFLite or export. There,
+    and wherever the kernel is unavailable, the portable form runs: a reshape of
+    the last axis into small factors (at most 32) and one product with a
+    constant Hadamard matrix per factor, which runs on GPU through XLA and as
+    TFLite FULLY_CONNECTED / BATCH_MATMUL ops.
 
     Args:
         x: A floating-point tensor (float16, bfloat16, float32 or float64) of
@@ -114,5 +117,8 @@ def fwht(x, normalize: bool = True):
     check_hadamard_axis(x.shape[-1])
     dtype = x.dtype
     x = tf.cast(x, transform_dtype(dtype))
-    y = _fwht_normalized(x) if normalize else _fwht_unnormalized(x)
+    if _kernel_tensorflow.usable(x.dtype):
+        y = _kernel_tensorflow.fwht(x, normalize)
+    else:
+        y = _fwht_normalized(x) if normalize else _fwht_unnormalized(x)
     return tf.cast(y, dtype)
