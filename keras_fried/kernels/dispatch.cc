@@ -122,6 +122,10 @@ void fastfood_grad(Fn fn, const T* x, const T* upstream, int64_t rows, int64_t n
   std::fill(grad_scaling, grad_scaling + size, T(0));
   // Every thread but the first sums the diagonals' gradients into its own
   // buffers, added up after the join: the results never depend on timing.
+  std::vector<int32_t> inverse(size);
+  for (int64_t k = 0; k < blocks; ++k) {
+    for (int64_t j = 0; j < d; ++j) inverse[k * d + perm[k * d + j]] = int32_t(j);
+  }
   std::vector<std::vector<T>> partial(std::max(threads, 1));
   split_rows(rows, 2 * size, threads, [&](int64_t begin, int64_t end, int part) {
     T *ds = grad_sign, *dg = grad_gaussian, *dsc = grad_scaling;
@@ -131,7 +135,8 @@ void fastfood_grad(Fn fn, const T* x, const T* upstream, int64_t rows, int64_t n
       dg = ds + size;
       dsc = dg + size;
     }
-    fn(x, upstream, begin, end, n, sign, gaussian, scaling, perm, blocks, d, scale, units, grad_x, ds, dg, dsc);
+    fn(x, upstream, begin, end, n, sign, gaussian, scaling, perm, inverse.data(), blocks, d, scale, units, grad_x, ds, dg,
+       dsc);
   });
   for (const auto& buffer : partial) {
     if (buffer.empty()) continue;

@@ -48,6 +48,8 @@ struct Scalar {
   static reg sub(reg a, reg b) { return a - b; }
   static reg mul(reg a, reg b) { return a * b; }
   static reg set1(T s) { return s; }
+  static reg fmadd(reg a, reg b, reg c) { return a * b + c; }
+  static reg gather(const T* base, const int32_t* index) { return base[*index]; }
   static reg within(reg v) { return v; }
 };
 
@@ -62,6 +64,10 @@ struct Float8 {
   static reg sub(reg a, reg b) { return _mm256_sub_ps(a, b); }
   static reg mul(reg a, reg b) { return _mm256_mul_ps(a, b); }
   static reg set1(float s) { return _mm256_set1_ps(s); }
+  static reg fmadd(reg a, reg b, reg c) { return _mm256_fmadd_ps(a, b, c); }
+  static reg gather(const float* base, const int32_t* index) {
+    return _mm256_i32gather_ps(base, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(index)), 4);
+  }
   // Stages h = 1, 2, 4: v * signs + (v with the partners swapped).
   static reg within(reg v) {
     v = _mm256_fmadd_ps(v, _mm256_setr_ps(1, -1, 1, -1, 1, -1, 1, -1), _mm256_permute_ps(v, 0xB1));
@@ -80,6 +86,10 @@ struct Double4 {
   static reg sub(reg a, reg b) { return _mm256_sub_pd(a, b); }
   static reg mul(reg a, reg b) { return _mm256_mul_pd(a, b); }
   static reg set1(double s) { return _mm256_set1_pd(s); }
+  static reg fmadd(reg a, reg b, reg c) { return _mm256_fmadd_pd(a, b, c); }
+  static reg gather(const double* base, const int32_t* index) {
+    return _mm256_i32gather_pd(base, _mm_loadu_si128(reinterpret_cast<const __m128i*>(index)), 8);
+  }
   static reg within(reg v) {
     v = _mm256_fmadd_pd(v, _mm256_setr_pd(1, -1, 1, -1), _mm256_permute_pd(v, 0x5));
     return _mm256_fmadd_pd(v, _mm256_setr_pd(1, 1, -1, -1), _mm256_permute2f128_pd(v, v, 0x01));
@@ -99,6 +109,10 @@ struct Float16 {
   static reg sub(reg a, reg b) { return _mm512_sub_ps(a, b); }
   static reg mul(reg a, reg b) { return _mm512_mul_ps(a, b); }
   static reg set1(float s) { return _mm512_set1_ps(s); }
+  static reg fmadd(reg a, reg b, reg c) { return _mm512_fmadd_ps(a, b, c); }
+  static reg gather(const float* base, const int32_t* index) {
+    return _mm512_i32gather_ps(_mm512_loadu_si512(index), base, 4);
+  }
   // Stages h = 1, 2 within 128-bit lanes, h = 4, 8 by moving whole lanes.
   static reg within(reg v) {
     const reg pairs = _mm512_setr_ps(1, -1, 1, -1, 1, -1, 1, -1, 1, -1, 1, -1, 1, -1, 1, -1);
@@ -122,6 +136,10 @@ struct Double8 {
   static reg sub(reg a, reg b) { return _mm512_sub_pd(a, b); }
   static reg mul(reg a, reg b) { return _mm512_mul_pd(a, b); }
   static reg set1(double s) { return _mm512_set1_pd(s); }
+  static reg fmadd(reg a, reg b, reg c) { return _mm512_fmadd_pd(a, b, c); }
+  static reg gather(const double* base, const int32_t* index) {
+    return _mm512_i32gather_pd(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(index)), base, 8);
+  }
   static reg within(reg v) {
     v = _mm512_fmadd_pd(v, _mm512_setr_pd(1, -1, 1, -1, 1, -1, 1, -1), _mm512_permute_pd(v, 0x55));
     v = _mm512_fmadd_pd(v, _mm512_setr_pd(1, 1, -1, -1, 1, 1, -1, -1), _mm512_shuffle_f64x2(v, v, 0xB1));
@@ -233,10 +251,14 @@ struct Hadamard {
 
   // u = H B x (x zero-padded from n to d).
   static void first_transform(const T* x, const T* sign, int64_t n, int64_t d, T* u) {
-    for (int64_t j = 0; j < n; ++j) u[j] = sign[j] * x[j];
+    int64_t j = 0;
+    for (; j + W <= n; j += W) V::store(u + j, V::mul(V::load(sign + j), V::load(x + j)));
+    for (; j < n; ++j) u[j] = sign[j] * x[j];
     std::fill(u + n, u + d, T(0));
     row(u, u, d, T(1));
   }
+
+  // The loops below need d >= W (the callers use Scalar<T> for shorter rows).
 
   static void fastfood_rows(const T* x, int64_t row_begin, int64_t row_end, int64_t n, const T* sign,
                             const T* gaussian, const T* scaling, const int32_t* perm, int64_t blocks, int64_t d,
@@ -244,6 +266,7 @@ struct Hadamard {
     std::vector<T> scratch(2 * d);
     T* u = scratch.data();
     T* v = u + d;
+    const R scale_v = V::set1(scale);
     for (int64_t r = row_begin; r < row_end; ++r) {
       for (int64_t k = 0; k < blocks && k * d < units; ++k) {
         const int64_t offset = k * d, count = std::min(d, units - offset);
@@ -251,10 +274,12 @@ struct Hadamard {
         const T* g = gaussian + offset;
         const T* s = scaling + offset;
         first_transform(x + r * n, sign + offset, n, d, u);
-        for (int64_t j = 0; j < d; ++j) v[j] = g[j] * u[p[j]];
+        for (int64_t j = 0; j < d; j += W) V::store(v + j, V::mul(V::load(g + j), V::gather(u, p + j)));
         row(v, v, d, T(1));
         T* y = out + r * units + offset;
-        for (int64_t j = 0; j < count; ++j) y[j] = scale * s[j] * v[j];
+        int64_t j = 0;
+        for (; j + W <= count; j += W) V::store(y + j, V::mul(scale_v, V::mul(V::load(s + j), V::load(v + j))));
+        for (; j < count; ++j) y[j] = scale * s[j] * v[j];
       }
     }
   }
@@ -263,14 +288,17 @@ struct Hadamard {
   //   dS += scale e (H G P H B x);  e5 = scale S e;  e4 = H e5
   //   dG += e4 (P H B x);  e3 = G e4;  e2 = P^T e3;  e1 = H e2
   //   dB += e1 x;  dx += B e1.
+  // `inverse` is the inverse of each block's permutation: P^T becomes a gather.
   static void fastfood_grad_rows(const T* x, const T* upstream, int64_t row_begin, int64_t row_end, int64_t n,
                                  const T* sign, const T* gaussian, const T* scaling, const int32_t* perm,
-                                 int64_t blocks, int64_t d, T scale, int64_t units, T* grad_x, T* grad_sign,
-                                 T* grad_gaussian, T* grad_scaling) {
-    std::vector<T> scratch(3 * d);
+                                 const int32_t* inverse, int64_t blocks, int64_t d, T scale, int64_t units,
+                                 T* grad_x, T* grad_sign, T* grad_gaussian, T* grad_scaling) {
+    std::vector<T> scratch(4 * d);
     T* u = scratch.data();
     T* v = u + d;
     T* w = v + d;
+    T* z = w + d;
+    const R scale_v = V::set1(scale);
     for (int64_t r = row_begin; r < row_end; ++r) {
       const T* xr = x + r * n;
       T* gx = grad_x + r * n;
@@ -278,6 +306,7 @@ struct Hadamard {
       for (int64_t k = 0; k < blocks && k * d < units; ++k) {
         const int64_t offset = k * d, count = std::min(d, units - offset);
         const int32_t* p = perm + offset;
+        const int32_t* q = inverse + offset;
         const T* b = sign + offset;
         const T* g = gaussian + offset;
         const T* s = scaling + offset;
@@ -287,21 +316,37 @@ struct Hadamard {
         const T* e = upstream + r * units + offset;
         // The forward pass again: w = P H B x, v = H G w.
         first_transform(xr, b, n, d, u);
-        for (int64_t j = 0; j < d; ++j) w[j] = u[p[j]];
-        for (int64_t j = 0; j < d; ++j) v[j] = g[j] * w[j];
+        for (int64_t j = 0; j < d; j += W) {
+          R wj = V::gather(u, p + j);
+          V::store(w + j, wj);
+          V::store(v + j, V::mul(V::load(g + j), wj));
+        }
         row(v, v, d, T(1));
-        for (int64_t j = 0; j < count; ++j) {
+        int64_t j = 0;
+        for (; j + W <= count; j += W) {
+          R ej = V::mul(scale_v, V::load(e + j));
+          V::store(ds + j, V::fmadd(ej, V::load(v + j), V::load(ds + j)));
+          V::store(v + j, V::mul(V::load(s + j), ej));
+        }
+        for (; j < count; ++j) {
           ds[j] += scale * e[j] * v[j];
           v[j] = scale * s[j] * e[j];
         }
         std::fill(v + count, v + d, T(0));
         row(v, v, d, T(1));
-        for (int64_t j = 0; j < d; ++j) {
-          dg[j] += v[j] * w[j];
-          u[p[j]] = g[j] * v[j];
+        for (j = 0; j < d; j += W) {
+          R vj = V::load(v + j);
+          V::store(dg + j, V::fmadd(vj, V::load(w + j), V::load(dg + j)));
+          V::store(z + j, V::mul(V::load(g + j), vj));
         }
+        for (j = 0; j < d; j += W) V::store(u + j, V::gather(z, q + j));
         row(u, u, d, T(1));
-        for (int64_t j = 0; j < n; ++j) {
+        for (j = 0; j + W <= n; j += W) {
+          R uj = V::load(u + j);
+          V::store(db + j, V::fmadd(uj, V::load(xr + j), V::load(db + j)));
+          V::store(gx + j, V::fmadd(V::load(b + j), uj, V::load(gx + j)));
+        }
+        for (; j < n; ++j) {
           db[j] += u[j] * xr[j];
           gx[j] += b[j] * u[j];
         }
@@ -322,29 +367,51 @@ void fwht_rows_f64(const double* in, double* out, int64_t row_begin, int64_t row
 void fastfood_rows_f32(const float* x, int64_t row_begin, int64_t row_end, int64_t n, const float* sign,
                        const float* gaussian, const float* scaling, const int32_t* perm, int64_t blocks, int64_t d,
                        float scale, int64_t units, float* out) {
+  if (d < FloatReg::width) {
+    Hadamard<Scalar<float>>::fastfood_rows(x, row_begin, row_end, n, sign, gaussian, scaling, perm, blocks, d, scale,
+                                           units, out);
+    return;
+  }
   Hadamard<FloatReg>::fastfood_rows(x, row_begin, row_end, n, sign, gaussian, scaling, perm, blocks, d, scale, units,
                                     out);
 }
 void fastfood_rows_f64(const double* x, int64_t row_begin, int64_t row_end, int64_t n, const double* sign,
                        const double* gaussian, const double* scaling, const int32_t* perm, int64_t blocks,
                        int64_t d, double scale, int64_t units, double* out) {
+  if (d < DoubleReg::width) {
+    Hadamard<Scalar<double>>::fastfood_rows(x, row_begin, row_end, n, sign, gaussian, scaling, perm, blocks, d, scale,
+                                            units, out);
+    return;
+  }
   Hadamard<DoubleReg>::fastfood_rows(x, row_begin, row_end, n, sign, gaussian, scaling, perm, blocks, d, scale,
                                      units, out);
 }
 
 void fastfood_grad_rows_f32(const float* x, const float* upstream, int64_t row_begin, int64_t row_end, int64_t n,
                             const float* sign, const float* gaussian, const float* scaling, const int32_t* perm,
-                            int64_t blocks, int64_t d, float scale, int64_t units, float* grad_x,
+                            const int32_t* inverse, int64_t blocks, int64_t d, float scale, int64_t units, float* grad_x,
                             float* grad_sign, float* grad_gaussian, float* grad_scaling) {
-  Hadamard<FloatReg>::fastfood_grad_rows(x, upstream, row_begin, row_end, n, sign, gaussian, scaling, perm, blocks,
-                                         d, scale, units, grad_x, grad_sign, grad_gaussian, grad_scaling);
+  if (d < FloatReg::width) {
+    Hadamard<Scalar<float>>::fastfood_grad_rows(x, upstream, row_begin, row_end, n, sign, gaussian, scaling, perm,
+                                             inverse, blocks, d, scale, units, grad_x, grad_sign, grad_gaussian,
+                                             grad_scaling);
+    return;
+  }
+  Hadamard<FloatReg>::fastfood_grad_rows(x, upstream, row_begin, row_end, n, sign, gaussian, scaling, perm, inverse,
+                                      blocks, d, scale, units, grad_x, grad_sign, grad_gaussian, grad_scaling);
 }
 void fastfood_grad_rows_f64(const double* x, const double* upstream, int64_t row_begin, int64_t row_end, int64_t n,
                             const double* sign, const double* gaussian, const double* scaling, const int32_t* perm,
-                            int64_t blocks, int64_t d, double scale, int64_t units, double* grad_x,
+                            const int32_t* inverse, int64_t blocks, int64_t d, double scale, int64_t units, double* grad_x,
                             double* grad_sign, double* grad_gaussian, double* grad_scaling) {
-  Hadamard<DoubleReg>::fastfood_grad_rows(x, upstream, row_begin, row_end, n, sign, gaussian, scaling, perm, blocks,
-                                          d, scale, units, grad_x, grad_sign, grad_gaussian, grad_scaling);
+  if (d < DoubleReg::width) {
+    Hadamard<Scalar<double>>::fastfood_grad_rows(x, upstream, row_begin, row_end, n, sign, gaussian, scaling, perm,
+                                             inverse, blocks, d, scale, units, grad_x, grad_sign, grad_gaussian,
+                                             grad_scaling);
+    return;
+  }
+  Hadamard<DoubleReg>::fastfood_grad_rows(x, upstream, row_begin, row_end, n, sign, gaussian, scaling, perm, inverse,
+                                      blocks, d, scale, units, grad_x, grad_sign, grad_gaussian, grad_scaling);
 }
 
 }  // namespace KF_NS

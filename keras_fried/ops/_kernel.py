@@ -181,27 +181,22 @@ def _valid(library):
         return False
 
 
-def library(name, load, **build_args):
+def library(name, load, build_args=dict):
     """`load(path)` of library `name`, built on first use; None where it is unavailable and not required.
 
-    A library that fails to load is rebuilt once. The outcome is remembered
-    for the process: a failed build warns once and is not retried.
+    `build_args()` gives `build`'s keyword arguments (asked only when the
+    library is first needed). A library that fails to load is rebuilt once.
+    The outcome is remembered for the process: a failed build warns once and
+    is not retried.
     """
     if requested() == "portable":
         return None
-    with _lock:
-        if name not in _libraries:
-            try:
-                path = build(name, **build_args)
-                try:
-                    handle = load(path)
-                except Exception:  # a library that will not load is rebuilt, once
-                    os.remove(path + ".sha256")
-                    handle = load(build(name, **build_args))
-                _libraries[name] = handle
-            except Exception as error:
-                _libraries[name] = error
-        handle = _libraries[name]
+    handle = _libraries.get(name)
+    if handle is None:
+        with _lock:
+            if name not in _libraries:
+                _libraries[name] = _build_and_load(name, load, build_args())
+            handle = _libraries[name]
     if isinstance(handle, Exception):
         if requested() == "compiled":
             raise KernelUnavailableError(
@@ -210,6 +205,19 @@ def library(name, load, **build_args):
         _warn_once(name, handle)
         return None
     return handle
+
+
+def _build_and_load(name, load, build_args):
+    """The loaded library, or the exception that stopped it."""
+    try:
+        path = build(name, **build_args)
+        try:
+            return load(path)
+        except Exception:  # a library that will not load is rebuilt, once
+            os.remove(path + ".sha256")
+            return load(build(name, **build_args))
+    except Exception as error:
+        return error
 
 
 def _warn_once(name, error):

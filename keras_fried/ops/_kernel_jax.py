@@ -33,9 +33,11 @@ def _library():
     return _kernel.library(
         "keras_fried_jax",
         _load,
-        binding=os.path.join(_kernel.SOURCE_DIR, "jax_ffi.cc"),
-        include_dirs=(jax.ffi.include_dir(),),
-        versions=(jax.__version__, jaxlib.__version__),
+        lambda: dict(
+            binding=os.path.join(_kernel.SOURCE_DIR, "jax_ffi.cc"),
+            include_dirs=(jax.ffi.include_dir(),),
+            versions=(jax.__version__, jaxlib.__version__),
+        ),
     )
 
 

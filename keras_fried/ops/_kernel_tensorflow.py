@@ -21,12 +21,14 @@ _gpu = None
 def _library():
     return _kernel.library(
         "keras_fried_tensorflow",
-        tf.load_op_library,
-        binding=os.path.join(_kernel.SOURCE_DIR, "tensorflow_op.cc"),
-        # -w: TensorFlow's headers warn by the hundred under g++ 12.
-        flags=(*tf.sysconfig.get_compile_flags(), "-w"),
-        link_flags=tuple(tf.sysconfig.get_link_flags()),
-        versions=(tf.__version__,),
+        _load,
+        lambda: dict(
+            binding=os.path.join(_kernel.SOURCE_DIR, "tensorflow_op.cc"),
+            # -w: TensorFlow's headers warn by the hundred under g++ 12.
+            flags=(*tf.sysconfig.get_compile_flags(), "-w"),
+            link_flags=tuple(tf.sysconfig.get_link_flags()),
+            versions=(tf.__version__,),
+        ),
     )
 
 
@@ -52,35 +54,36 @@ def usable(dtype):
     return available()
 
 
-@tf.custom_gradient
-def _fwht_normalized(x):
-    # H / sqrt(d) is symmetric: its vector-Jacobian product is the same transform.
-    return _library().keras_fried_fwht(x, normalize=True), lambda upstream: _fwht_normalized(upstream)
-
-
-@tf.custom_gradient
-def _fwht_unnormalized(x):
-    return _library().keras_fried_fwht(x, normalize=False), lambda upstream: _fwht_unnormalized(upstream)
-
-
 def fwht(x, normalize):
     """`x @ H_d` (divided by sqrt(d) if `normalize`) for a float32 or float64 tensor `x`."""
-    return _fwht_normalized(x) if normalize else _fwht_unnormalized(x)
+    return _library().keras_fried_fwht(x, normalize=normalize)
 
 
 def fastfood(x, sign, gaussian, permutation, scaling, scale, units):
-    """The stacked Fastfood blocks in one op (see `fastfood_transform`), with gradients for x and the diagonals."""
-    library = _library()
-    permutation = tf.cast(permutation, tf.int32)
-    scale = tf.constant(scale, x.dtype)
+    """The stacked Fastfood blocks in one op (see `fastfood_transform`), differentiable in x and the diagonals."""
+    return _library().keras_fried_fastfood(
+        x, sign, gaussian, scaling, tf.cast(permutation, tf.int32), tf.constant(scale, x.dtype), units=units
+    )
 
-    @tf.custom_gradient
-    def blocks(x, sign, gaussian, scaling):
-        y = library.keras_fried_fastfood(x, sign, gaussian, scaling, permutation, scale, units=units)
 
-        def gradient(upstream):
-            return library.keras_fried_fastfood_grad(x, upstream, sign, gaussian, scaling, permutation, scale)
+def _fwht_gradient(op, upstream):
+    # The transform is symmetric: its vector-Jacobian product is the same transform.
+    return _library().keras_fried_fwht(upstream, normalize=op.get_attr("normalize"))
 
-        return y, gradient
 
-    return blocks(x, sign, gaussian, scaling)
+def _fastfood_gradient(op, upstream):
+    x, sign, gaussian, scaling, permutation, scale = op.inputs
+    grads = _library().keras_fried_fastfood_grad(x, upstream, sign, gaussian, scaling, permutation, scale)
+    return (*grads, None, None)  # none for the permutation and the scale
+
+
+def _load(path):
+    """The ops of `path`, with their gradients registered (a registered op differentiates in eager and graph mode
+    alike, without the cost of `tf.custom_gradient` on every eager call)."""
+    library = tf.load_op_library(path)
+    for op, gradient in (("KerasFriedFwht", _fwht_gradient), ("KerasFriedFastfood", _fastfood_gradient)):
+        try:
+            tf.RegisterGradient(op)(gradient)
+        except KeyError:  # already registered: a rebuilt library was loaded again
+            pass
+    return library

@@ -63,10 +63,11 @@ def fwht(x, normalize=True):
             f"`x` must have at least one axis for the Walsh-Hadamard transform. Received: x.shape={x.shape}"
         )
     check_hadamard_axis(x.shape[-1])
-    dtype = x.dtype
-    y = ops.cast(x, transform_dtype(dtype))
+    dtype = keras.backend.standardize_dtype(x.dtype)
+    work = transform_dtype(dtype)
+    y = x if work == dtype else ops.cast(x, work)
     y = _compiled.fwht(y, normalize) if _compiled and _compiled.usable(y) else _hadamard(y, normalize)
-    return ops.cast(y, dtype)
+    return y if work == dtype else ops.cast(y, dtype)
 
 
 def _pad_last_axis(x, d):
