@@ -71,7 +71,8 @@ def implementation():
 
     The environment variable `KERAS_FRIED_KERNEL` forces a choice: `compiled`
     (an error when the kernel cannot be built), `portable` (never built), or
-    `auto` (the default).
+    `auto` (the default); `use_implementation` does the same for a block of
+    code.
 
     Returns:
         "compiled" or "portable".
@@ -102,6 +103,23 @@ def implementation():
     return "compiled" if on_cpu and binding.available() else "portable"
 
 
+def use_implementation(implementation):
+    """A context manager: within it, transforms run or traced on this thread use `implementation`.
+
+    `implementation` is "compiled", "portable" or "auto", as the environment
+    variable `KERAS_FRIED_KERNEL` (which it overrides). Graphs traced inside
+    the context (a `tf.function`, `jax.jit`) keep the choice; eager calls
+    follow the context they run in.
+
+    Example:
+
+    >>> import numpy as np
+    >>> with use_implementation("portable"):
+    ...     y = fwht(np.ones((2, 4), "float32"))
+    """
+    return _kernel.use(implementation)
+
+
 def __getattr__(name):
     if name in _TENSORFLOW_ONLY:
         return getattr(importlib.import_module(_TENSORFLOW_ONLY[name]), name)
@@ -119,6 +137,7 @@ __all__ = [
     "hadamard_factors",
     "hashed_weight_tables",
     "implementation",
+    "use_implementation",
     "next_power_of_two",
     "rows_product",
     "sign_sketch",

@@ -60,8 +60,27 @@ class KernelUnavailableError(RuntimeError):
     """The compiled kernel was required (`KERAS_FRIED_KERNEL=compiled`) but cannot be built or loaded."""
 
 
+_scope = threading.local()
+
+
+@contextlib.contextmanager
+def use(choice):
+    """Within this context (this thread), `requested()` is `choice` whatever `KERAS_FRIED_KERNEL` says."""
+    if choice not in _CHOICES:
+        raise ValueError(f"`implementation` must be one of {', '.join(map(repr, _CHOICES))}. Received: {choice!r}")
+    previous = getattr(_scope, "choice", None)
+    _scope.choice = choice
+    try:
+        yield
+    finally:
+        _scope.choice = previous
+
+
 def requested():
-    """`KERAS_FRIED_KERNEL`, checked: "auto", "compiled" or "portable"."""
+    """The choice in force: `use`'s, else `KERAS_FRIED_KERNEL`, checked: "auto", "compiled" or "portable"."""
+    choice = getattr(_scope, "choice", None)
+    if choice is not None:
+        return choice
     value = os.environ.get("KERAS_FRIED_KERNEL", "auto").strip().lower() or "auto"
     if value not in _CHOICES:
         raise ValueError(

@@ -18,6 +18,8 @@ from keras_fried.ops._builtin_mode import builtin_ops_only_active
 _gpu = None
 
 
+# Called while tf.function traces user code: AutoGraph must leave the build alone.
+@tf.autograph.experimental.do_not_convert
 def _library():
     return _kernel.library(
         "keras_fried_tensorflow",
@@ -37,6 +39,7 @@ def available():
     return _library() is not None
 
 
+@tf.autograph.experimental.do_not_convert
 def usable(dtype):
     """Whether a transform of `dtype` traced or run now may use the compiled ops."""
     global _gpu
@@ -56,7 +59,7 @@ def usable(dtype):
 
 def fwht(x, normalize):
     """`x @ H_d` (divided by sqrt(d) if `normalize`) for a float32 or float64 tensor `x`."""
-    return _library().keras_fried_fwht(x, normalize=normalize)
+    return _library().keras_fried_fwht(x, normalize=bool(normalize))
 
 
 def fastfood(x, sign, gaussian, permutation, scaling, scale, units):
