@@ -5,11 +5,16 @@ fwht and the memory copy are timed in turns (one call of each per round), as
 are AdaptiveFastfood and Dense, so that drift in a shared machine's load hits
 both sides of a ratio alike:
 
-1. fwht on a (batch, d) float32 tensor against the dense product x @ H_d
-   (d <= 4096), a memory copy of the same tensor, and the FFHT C library
-   (`pip install ffht-unofficial`) when it is installed.
+1. fwht on a (batch, d) float32 tensor, in its two forms (the compiled kernel
+   and the portable one, `keras_fried.ops.use_implementation`), against the
+   dense product x @ H_d (d <= 4096), a memory copy of the same tensor, and
+   the FFHT C library (`pip install ffht-unofficial`) when it is installed.
+   In TensorFlow graph mode (no --jit), 8 transforms (and 8 copies) run in
+   one tf.function and the time is divided by 8: one tf.function call costs
+   0.15-0.2 ms here, whatever it computes.
 2. Forward + backward (gradients of all trainable weights) of
-   AdaptiveFastfood(d) against Dense(d) on a (batch, d) input.
+   AdaptiveFastfood(d), both forms, against Dense(d) on a (batch, d) input:
+   one call a step, as in training.
 
 Usage:
     python benchmarks/fwht.py                 # CPU, TensorFlow graph mode
@@ -40,6 +45,8 @@ from benchmarks.timing import markdown_table  # noqa: E402
 from benchmarks.timing import median_seconds  # noqa: E402
 from keras_fried.layers import AdaptiveFastfood  # noqa: E402
 from keras_fried.ops import fwht  # noqa: E402
+from keras_fried.ops import implementation  # noqa: E402
+from keras_fried.ops import use_implementation  # noqa: E402
 
 try:
     import ffht
@@ -67,30 +74,58 @@ def _finish(device):
     return lambda y: y  # CPU TensorFlow ops have finished when they return
 
 
+# In TensorFlow graph mode, this many transforms (or copies) run in one tf.function and
+# the time is divided by it: a tf.function call costs 0.15-0.2 ms here whatever it
+# computes, which would otherwise swamp a 0.05 ms transform (in `fit` it is paid once
+# per step, not per op). JAX and PyTorch calls are timed one at a time.
+CHAIN = 8
+
+
+def _chained(op):
+    def run(x):
+        for _ in range(CHAIN):
+            x = op(x)
+        return x
+
+    return run
+
+
 def _transform_times(d, batch, jit, device, repeat):
-    """Median seconds of fwht, a copy and (d <= 4096) the dense product, on the Keras backend."""
+    """Median seconds of fwht (compiled and portable), a copy and (d <= 4096) the dense product."""
+    forms = ("compiled", "portable")
     if keras.backend.backend() != "tensorflow":
         x = backend_steps.tensor(np.random.default_rng(0).standard_normal((batch, d)).astype(np.float32))
-        fwht_fn = backend_steps.compile_function(lambda x: fwht(x, normalize=False))
+        fns = {}
+        for form in forms:
+            with use_implementation(form):  # jax.jit traces (and PyTorch runs) with this form
+                fn = backend_steps.compile_function(lambda x: fwht(x, normalize=False))
+                backend_steps.finish(fn(x))
+            fns[form] = (lambda fn=fn, form=form: _call_with(form, fn, x))
         copy_fn = backend_steps.compile_function(backend_steps.copy)
-        t = interleaved_medians({"fwht": lambda: fwht_fn(x), "copy": lambda: copy_fn(x)},
-                                finish=backend_steps.finish, repeat=repeat)
+        fns["copy"] = lambda: copy_fn(x)
+        t = interleaved_medians(fns, finish=backend_steps.finish, repeat=repeat)
         if d <= 4096:
             h = backend_steps.tensor(scipy.linalg.hadamard(d).astype(np.float32))
             dense_fn = backend_steps.compile_function(lambda x: keras.ops.matmul(x, h))
             t["dense"] = median_seconds(lambda: backend_steps.finish(dense_fn(x)))
         return t
-    fwht_fn = tf.function(lambda x: fwht(x, normalize=False), jit_compile=jit)
-    copy_fn = tf.function(lambda x: tf.raw_ops.DeepCopy(x=x), jit_compile=False)
     finish = _finish(device)
+    chain = 1 if jit else CHAIN
     with tf.device(device):
         x = tf.random.normal([batch, d])
-        # fwht and the copy in turns; the dense product apart, as its 64 MB
+        fns = {}
+        for form in forms:
+            with use_implementation(form):  # the form is chosen when the function is traced
+                fn = tf.function(_chained(lambda x: fwht(x)) if chain > 1 else lambda x: fwht(x), jit_compile=jit)
+                fn(x)
+            fns[form] = (lambda fn=fn: fn(x))
+        copy = tf.function(_chained(lambda x: tf.raw_ops.DeepCopy(x=x)) if chain > 1 else
+                           (lambda x: tf.raw_ops.DeepCopy(x=x)), jit_compile=False)
+        fns["copy"] = lambda: copy(x)
+        # The forms and the copy in turns; the dense product apart, as its 64 MB
         # matrix (d = 4096) would evict the others' data from the cache.
-        t = interleaved_medians(
-            {"fwht": lambda: fwht_fn(x), "copy": lambda: copy_fn(x)},
-            finish=finish, repeat=repeat,
-        )
+        t = interleaved_medians(fns, finish=finish, repeat=repeat)
+        t = {name: seconds / chain for name, seconds in t.items()}
         if d <= 4096:
             h = tf.constant(scipy.linalg.hadamard(d), tf.float32)
             dense_fn = tf.function(lambda x: tf.matmul(x, h), jit_compile=jit)
@@ -98,29 +133,35 @@ def _transform_times(d, batch, jit, device, repeat):
     return t
 
 
+def _call_with(form, fn, x):
+    # PyTorch chooses per call: the form must be in force when the call runs.
+    with use_implementation(form):
+        return fn(x)
+
+
 def transform_table(sizes, batch, jit, device, repeat):
     rows = []
     for d in sizes:
         t = _transform_times(d, batch, jit, device, repeat)
-        row = [d, _ms(t["fwht"]), _ms(t["copy"]), _ratio(t["fwht"], t["copy"])]
+        row = [d, _ms(t["compiled"]), _ms(t["portable"]), _ms(t["copy"]), _ratio(t["compiled"], t["copy"])]
         if "dense" in t:
-            row += [_ms(t["dense"]), _ratio(t["dense"], t["fwht"])]
+            row += [_ms(t["dense"]), _ratio(t["dense"], t["compiled"])]
         else:
             row += ["-", "-"]
         if ffht is not None:
             # FFHT works in place on a NumPy array: time it apart, then compare
-            # with our own time from the rounds above.
+            # with our own times from the rounds above.
             x_np = np.random.default_rng(0).standard_normal((batch, d)).astype(np.float32)
             threads = os.cpu_count()
             t_ffht = median_seconds(lambda: ffht.fht(x_np, threads))
-            row += [_ms(t_ffht), _ratio(t["fwht"], t_ffht)]
+            row += [_ms(t_ffht), _ratio(t["compiled"], t_ffht), _ratio(t["portable"], t_ffht)]
         else:
-            row += ["not installed", "-"]
+            row += ["not installed", "-", "-"]
         rows.append(row)
         print(f"  fwht d={d} done", file=sys.stderr, flush=True)
     header = [
-        "d", "fwht ms", "copy ms", "fwht / copy", "dense x@H ms",
-        "dense / fwht (speedup)", "FFHT ms", "fwht / FFHT",
+        "d", "fwht compiled ms", "fwht portable ms", "copy ms", "compiled / copy", "dense x@H ms",
+        "dense / compiled (speedup)", "FFHT ms", "compiled / FFHT", "portable / FFHT",
     ]
     return markdown_table(header, rows)
 
@@ -140,22 +181,29 @@ def _train_step(layer, d, jit):
 
 
 def _layer_times(d, batch, jit, device, repeat):
-    """Median seconds of forward + backward of AdaptiveFastfood(d) and Dense(d), on the Keras backend."""
+    """Median seconds of forward + backward of AdaptiveFastfood(d), compiled and portable, and Dense(d)."""
+    layers = {"compiled": AdaptiveFastfood(d, seed=0), "portable": AdaptiveFastfood(d, seed=0),
+              "dense": keras.layers.Dense(d)}
     if keras.backend.backend() != "tensorflow":
         x = backend_steps.tensor(np.random.default_rng(0).standard_normal((batch, d)).astype(np.float32))
-        steps = {name: backend_steps.forward_and_gradients(keras.Sequential([keras.Input((d,)), layer]))
-                 for name, layer in (("fried", AdaptiveFastfood(d, seed=0)), ("dense", keras.layers.Dense(d)))}
-        return interleaved_medians({name: (lambda step=step: step(x)) for name, step in steps.items()},
-                                   finish=backend_steps.finish, repeat=repeat)
+        fns = {}
+        for name, layer in layers.items():
+            form = name if name != "dense" else "auto"
+            with use_implementation(form):
+                step = backend_steps.forward_and_gradients(keras.Sequential([keras.Input((d,)), layer]))
+                backend_steps.finish(step(x))
+            fns[name] = (lambda step=step, form=form: _call_with(form, step, x))
+        return interleaved_medians(fns, finish=backend_steps.finish, repeat=repeat)
     with tf.device(device):
         x = tf.random.normal([batch, d])
-        fried = _train_step(AdaptiveFastfood(d, seed=0), d, jit)
-        dense = _train_step(keras.layers.Dense(d), d, jit)
+        fns = {}
+        for name, layer in layers.items():
+            with use_implementation(name if name != "dense" else "auto"):
+                step = _train_step(layer, d, jit)
+                step(x)
+            fns[name] = (lambda step=step: step(x)[0])
         # Fetching the loss waits for the whole step, on CPU and GPU alike.
-        return interleaved_medians(
-            {"fried": lambda: fried(x)[0], "dense": lambda: dense(x)[0]},
-            finish=lambda loss: loss.numpy(), repeat=repeat,
-        )
+        return interleaved_medians(fns, finish=lambda loss: loss.numpy(), repeat=repeat)
 
 
 def layer_table(sizes, batch, jit, device, repeat):
@@ -163,15 +211,23 @@ def layer_table(sizes, batch, jit, device, repeat):
     for d in sizes:
         t = _layer_times(d, batch, jit, device, repeat)
         rows.append([
-            d, 3 * d + d, d * d + d, _ms(t["fried"]), _ms(t["dense"]),
-            _ratio(t["dense"], t["fried"]),
+            d, 3 * d + d, d * d + d, _ms(t["compiled"]), _ms(t["portable"]), _ms(t["dense"]),
+            _ratio(t["dense"], t["compiled"]), _ratio(t["dense"], t["portable"]),
         ])
         print(f"  layers d={d} done", file=sys.stderr, flush=True)
     header = [
-        "d", "AdaptiveFastfood params", "Dense params",
-        "AdaptiveFastfood fwd+bwd ms", "Dense fwd+bwd ms", "speedup",
+        "d", "AdaptiveFastfood params", "Dense params", "AdaptiveFastfood compiled fwd+bwd ms",
+        "AdaptiveFastfood portable fwd+bwd ms", "Dense fwd+bwd ms", "speedup compiled", "speedup portable",
     ]
     return markdown_table(header, rows)
+
+
+def _kernel_description():
+    if implementation() != "compiled":
+        return "unavailable (both columns are the portable form)"
+    from keras_fried.ops import _kernel
+
+    return f"{_kernel.ISA_NAMES[_kernel.core().kf_isa()]}"
 
 
 def main(argv=None):
@@ -197,8 +253,8 @@ def main(argv=None):
         f"Keras {keras.__version__} on {keras.backend.backend()} (TensorFlow {tf.__version__}), device {device}, "
         f"{os.cpu_count()} CPU threads ({platform.processor() or platform.machine()}), "
         f"batch {args.batch}, float32, XLA {'on' if args.jit else 'off'}, "
-        f"FFHT {'installed' if ffht else 'not installed'}; medians of repeated runs, "
-        "each row's functions timed in turns.\n"
+        f"FFHT {'installed' if ffht else 'not installed'}, compiled kernel {_kernel_description()}; "
+        "medians of repeated runs, each row's functions timed in turns.\n"
     )
     repeat = args.repeat or (20 if _on_gpu(device) else 1)
     print(transform_table(transform_sizes, args.batch, args.jit, device, repeat))

@@ -9,7 +9,8 @@ in the same run. A second table compares SketchConv2D with Conv2D.
 Settings (chosen to be comparable, not tuned): LowRankDense rank = min/8;
 SketchDense rank = min/16 with 2 sketches (the same parameters as that
 low-rank layer); HashedDense with input_dim * units / 8 buckets; Circulant,
-AdaptiveFastfood and Fastfood (linear output, nothing trained) at `units`.
+AdaptiveFastfood and Fastfood (linear output, nothing trained) at `units`,
+each with the compiled kernel and with the portable form ("[portable]").
 
 Usage:
     python benchmarks/layers.py [--jit] [--quick] [--backend jax|torch|tensorflow]
@@ -36,6 +37,13 @@ import tensorflow as tf  # noqa: E402
 from benchmarks.timing import markdown_table  # noqa: E402
 from benchmarks.timing import median_seconds  # noqa: E402
 from keras_fried import layers  # noqa: E402
+from keras_fried.ops import implementation  # noqa: E402
+from keras_fried.ops import use_implementation  # noqa: E402
+
+# Rows whose name ends with this run the portable form (`use_implementation`); the
+# others run what `keras_fried.ops.implementation()` says (the compiled kernel where
+# it builds).
+PORTABLE = "[portable]"
 
 
 def dense_replacements(d_in, d_out):
@@ -43,7 +51,9 @@ def dense_replacements(d_in, d_out):
     return {
         "Dense": lambda: keras.layers.Dense(d_out),
         "AdaptiveFastfood": lambda: layers.AdaptiveFastfood(d_out, seed=0),
+        f"AdaptiveFastfood {PORTABLE}": lambda: layers.AdaptiveFastfood(d_out, seed=0),
         "Fastfood (linear)": lambda: layers.Fastfood(d_out, output_mode="linear", seed=0),
+        f"Fastfood (linear) {PORTABLE}": lambda: layers.Fastfood(d_out, output_mode="linear", seed=0),
         "Circulant": lambda: layers.Circulant(d_out, seed=0),
         f"SketchDense k={small // 16} l=2": lambda: layers.SketchDense(d_out, small // 16, 2, seed=0),
         f"LowRankDense r={small // 8}": lambda: layers.LowRankDense(d_out, small // 8, seed=0),
@@ -86,7 +96,8 @@ def time_layer(make_layer, input_shape, jit):
 def table(candidates, input_shape, jit, reference):
     rows, base = [], None
     for name, make_layer in candidates.items():
-        params, t_forward, t_train = time_layer(make_layer, input_shape, jit)
+        with use_implementation("portable" if name.endswith(PORTABLE) else "auto"):
+            params, t_forward, t_train = time_layer(make_layer, input_shape, jit)
         if base is None:
             base = (params, t_forward, t_train)
         rows.append([
@@ -115,7 +126,8 @@ def main(argv=None):
     print(
         f"Keras {keras.__version__} on {keras.backend.backend()} (TensorFlow {tf.__version__}), "
         f"{os.cpu_count()} CPU threads, "
-        f"batch {args.batch}, float32, XLA {'on' if args.jit else 'off'}; medians of repeated runs; "
+        f"batch {args.batch}, float32, XLA {'on' if args.jit else 'off'}, kernel {implementation()}; "
+        "medians of repeated runs; "
         "speedups > 1 mean faster than the reference in the same run.\n"
     )
     for d_in, d_out in sizes:

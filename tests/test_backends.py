@@ -116,9 +116,10 @@ def test_fry_prune_summary_and_tuning_work_there(backend):
 @pytest.mark.parametrize("backend", OTHER_BACKENDS)
 def test_the_op_and_layer_tests_pass_there(backend):
     # The same files as under TensorFlow, minus the TensorFlow forms (tests/ops/test_fwht.py and the
-    # other TensorFlow op tests check the builtin-op forms that only TFLite conversion uses).
+    # other TensorFlow op tests check the builtin-op forms that only TFLite conversion uses); with the
+    # compiled kernel's tests through this backend's binding.
     result = _run(backend, "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests/layers",
-                  "tests/ops/test_portable.py", timeout=900)
+                  "tests/ops/test_portable.py", "tests/ops/test_kernel.py", timeout=900)
     assert " passed" in result.stdout and " failed" not in result.stdout
 
 

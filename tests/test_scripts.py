@@ -30,9 +30,10 @@ def test_fwht_benchmark_quick_pass(flags):
     if flags[:1] == ["--backend"]:
         pytest.importorskip(flags[1])
     out = _run("benchmarks/fwht.py", "--quick", *flags)
-    # Two Markdown tables with one data row each, and no timing asserted.
+    # Two Markdown tables with one data row each, the compiled and portable forms side by side,
+    # and no timing asserted.
     assert out.count("| 1024 |") == 2
-    assert "fwht / copy" in out and "speedup" in out
+    assert "compiled / copy" in out and "portable / FFHT" in out and "speedup portable" in out
 
 
 def test_backends_benchmark_quick_pass():

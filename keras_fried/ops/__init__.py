@@ -14,7 +14,6 @@ import importlib
 import keras
 
 from keras_fried.ops import _kernel
-
 from keras_fried.ops._structure import hadamard_factors
 from keras_fried.ops._structure import hashed_weight_tables
 from keras_fried.ops._structure import next_power_of_two
@@ -85,15 +84,15 @@ def implementation():
         return "portable"
     backend = keras.backend.backend()
     if backend == "tensorflow":
-        from keras_fried.ops import _kernel_tensorflow as binding
-
         import tensorflow as tf
+
+        from keras_fried.ops import _kernel_tensorflow as binding
 
         on_cpu = not tf.config.list_logical_devices("GPU")
     elif backend == "jax":
-        from keras_fried.ops import _kernel_jax as binding
-
         import jax
+
+        from keras_fried.ops import _kernel_jax as binding
 
         on_cpu = jax.default_backend() == "cpu"
     else:

@@ -12,9 +12,18 @@ import numpy as np
 import pytest
 import scipy.linalg
 
+from keras_fried import ops as fried_ops
 from keras_fried.ops import _portable
 from tests.references import fastfood_matrix
 from tests.references import max_relative_error
+
+
+@pytest.fixture(autouse=True)
+def _portable_form():
+    # Under JAX and PyTorch these functions call the compiled kernel where it is built
+    # (tests/ops/test_kernel.py): here, the forms in keras.ops.
+    with fried_ops.use_implementation("portable"):
+        yield
 
 
 def _numpy(x):
