@@ -252,9 +252,23 @@ def _warn_once(name, error):
         )
 
 
+# Every loaded library's C functions (ctypes), for `instruction_set`.
+_loaded = []
+
+
+def load_functions(path):
+    """ctypes access to the C functions of kernel.h in the library at `path` (any binding's)."""
+    lib = ctypes.CDLL(path)
+    for name in ("kf_isa", "kf_best_isa", "kf_set_isa"):
+        getattr(lib, name).restype = ctypes.c_int
+    lib.kf_set_isa.argtypes = [ctypes.c_int]
+    _loaded.append(lib)
+    return lib
+
+
 def load_core(path):
     """The kernel's C functions through ctypes, checked against this package's sources."""
-    lib = ctypes.CDLL(path)
+    lib = load_functions(path)
     lib.kf_abi_version.restype = ctypes.c_int64
     if lib.kf_abi_version() != _ABI_VERSION:
         raise RuntimeError(f"{path} has ABI version {lib.kf_abi_version()}, expected {_ABI_VERSION}")
@@ -267,9 +281,6 @@ def load_core(path):
         getattr(lib, f"kf_fastfood_grad_{suffix}").argtypes = (
             [pointer, pointer, size, size] + [pointer] * 4 + [size, size, real, size] + [pointer] * 4 + [i32]
         )
-    for name in ("kf_isa", "kf_best_isa", "kf_set_isa"):
-        getattr(lib, name).restype = ctypes.c_int
-    lib.kf_set_isa.argtypes = [ctypes.c_int]
     return lib
 
 
@@ -288,10 +299,10 @@ def threads():
 
 @contextlib.contextmanager
 def instruction_set(name):
-    """Within this context the kernel uses instruction set `name` ("portable", "avx2" or "avx512").
+    """Within this context every loaded kernel library uses instruction set `name`.
 
-    For tests: every build must give the same numbers. Raises ValueError when
-    this CPU (or build) lacks it.
+    `name` is "portable", "avx2" or "avx512". For tests: every build must give
+    the same numbers. Raises ValueError when this CPU (or build) lacks it.
     """
     lib = core()
     if lib is None or name not in ISA_NAMES:
@@ -299,12 +310,14 @@ def instruction_set(name):
     wanted = ISA_NAMES.index(name)
     if wanted > lib.kf_best_isa():
         raise ValueError(f"This CPU or build has no {name} kernel (best: {ISA_NAMES[lib.kf_best_isa()]}).")
-    previous = lib.kf_isa()
-    lib.kf_set_isa(wanted)
+    previous = [(handle, handle.kf_isa()) for handle in _loaded]
+    for handle, _ in previous:
+        handle.kf_set_isa(wanted)
     try:
         yield
     finally:
-        lib.kf_set_isa(previous)
+        for handle, isa in previous:
+            handle.kf_set_isa(isa)
 
 
 # Callers that must keep the portable forms even where the kernel runs: code

@@ -5,7 +5,6 @@
 the portable forms run.
 """
 
-import ctypes
 import functools
 import os
 
@@ -23,7 +22,7 @@ _TARGETS = {
 
 
 def _load(path):
-    library = ctypes.CDLL(path)
+    library = _kernel.load_functions(path)
     for target, symbol in _TARGETS.items():
         jax.ffi.register_ffi_target(target, jax.ffi.pycapsule(getattr(library, symbol)), platform="cpu")
     return library

@@ -84,6 +84,7 @@ def _load(path):
     """The ops of `path`, with their gradients registered (a registered op differentiates in eager and graph mode
     alike, without the cost of `tf.custom_gradient` on every eager call)."""
     library = tf.load_op_library(path)
+    _kernel.load_functions(path)  # the same loaded library, for _kernel.instruction_set
     for op, gradient in (("KerasFriedFwht", _fwht_gradient), ("KerasFriedFastfood", _fastfood_gradient)):
         try:
             tf.RegisterGradient(op)(gradient)

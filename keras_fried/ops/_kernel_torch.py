@@ -15,9 +15,15 @@ from keras_fried.ops import _kernel
 _FLOATS = (torch.float32, torch.float64)
 
 
+def _library():
+    # The core library built with OpenMP: it shares the OpenMP threads PyTorch has (see dispatch.cc).
+    return _kernel.library("keras_fried_kernel_openmp", _kernel.load_core,
+                           lambda: dict(flags=("-fopenmp", "-DKF_OPENMP"), link_flags=("-fopenmp",)))
+
+
 def available():
     """Whether the kernel can be built and loaded here (builds it on first call)."""
-    return _kernel.core() is not None
+    return _library() is not None
 
 
 def usable(x):
@@ -38,7 +44,7 @@ def _fwht(x: torch.Tensor, normalize: bool) -> torch.Tensor:
     d = x.shape[-1]
     if x.numel():
         scale = 1.0 / math.sqrt(d) if normalize else 1.0
-        function = getattr(_kernel.core(), f"kf_fwht_{_suffix(x.dtype)}")
+        function = getattr(_library(), f"kf_fwht_{_suffix(x.dtype)}")
         function(x.data_ptr(), out.data_ptr(), x.numel() // d, d, scale, torch.get_num_threads())
     return out
 
@@ -81,7 +87,7 @@ def _fastfood(
     n = x.shape[-1]
     blocks, d = sign.shape
     if out.numel():
-        function = getattr(_kernel.core(), f"kf_fastfood_{_suffix(x.dtype)}")
+        function = getattr(_library(), f"kf_fastfood_{_suffix(x.dtype)}")
         function(x.data_ptr(), x.numel() // n if n else 0, n, sign.data_ptr(), gaussian.data_ptr(),
                  scaling.data_ptr(), permutation.data_ptr(), blocks, d, scale, units, out.data_ptr(),
                  torch.get_num_threads())
@@ -108,7 +114,7 @@ def _fastfood_grad(
     grads = [torch.empty_like(x)] + [torch.empty_like(sign) for _ in range(3)]
     n, units = x.shape[-1], upstream.shape[-1]
     blocks, d = sign.shape
-    function = getattr(_kernel.core(), f"kf_fastfood_grad_{_suffix(x.dtype)}")
+    function = getattr(_library(), f"kf_fastfood_grad_{_suffix(x.dtype)}")
     function(x.data_ptr(), upstream.data_ptr(), x.numel() // n if n else 0, n, sign.data_ptr(), gaussian.data_ptr(),
              scaling.data_ptr(), permutation.data_ptr(), blocks, d, scale, units,
              *(g.data_ptr() for g in grads), torch.get_num_threads())

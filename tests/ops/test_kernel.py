@@ -212,6 +212,7 @@ def test_every_instruction_set_gives_the_same_transform(isa):
         pytest.skip(f"this CPU or build has no {isa} kernel")
     rng = np.random.default_rng(5)
     with _kernel.instruction_set(isa):
+        assert {handle.kf_isa() for handle in _kernel._loaded} == {_kernel.ISA_NAMES.index(isa)}
         for d in [2**k for k in range(0, 17, 3)] + [2, 4, 8, 16, 32, 65536]:
             for dtype in ("float32", "float64"):
                 x = rng.standard_normal((3, d)).astype(dtype)
@@ -219,7 +220,7 @@ def test_every_instruction_set_gives_the_same_transform(isa):
                 function = lib.kf_fwht_f32 if dtype == "float32" else lib.kf_fwht_f64
                 function(x.ctypes.data, out.ctypes.data, 3, d, 1.0, 2)
                 assert max_relative_error(out, sylvester_reference(x)) < TOLERANCE[dtype], (d, dtype)
-        # And the fused block, through the backend's binding where it uses these C functions (PyTorch).
+        # And the fused block, through the backend's binding (whose library follows instruction_set too).
         sign, gaussian, scaling, permutation = _fastfood_case(100, 128, 256, "float32")
         x = rng.standard_normal((5, 100)).astype("float32")
         y = _numpy(_fastfood(permutation, 256)(x, sign, gaussian, scaling))
