@@ -2,7 +2,9 @@
 // KerasFriedFastfood and KerasFriedFastfoodGrad, CPU only. Compiled with
 // TensorFlow's own flags (tf.sysconfig) and loaded with tf.load_op_library;
 // the gradients are defined in Python (keras_fried/ops/_kernel_tensorflow.py).
+#include <algorithm>
 #include <cmath>
+#include <vector>
 
 #include "kernel.h"
 #include "tensorflow/core/framework/op.h"
@@ -19,9 +21,18 @@ using tensorflow::TensorShape;
 using tensorflow::shape_inference::InferenceContext;
 using tensorflow::shape_inference::ShapeHandle;
 
-int Threads(OpKernelContext* context) {
-  // TensorFlow's intra-op thread count.
-  return context->device()->tensorflow_cpu_worker_threads()->num_threads;
+// Rows run on TensorFlow's own intra-op threads (one kernel call a shard, with
+// one thread each): threads of the kernel's own would compete for the cores
+// with TensorFlow's, which wait spinning after their ops.
+tensorflow::thread::ThreadPool* Workers(OpKernelContext* context) {
+  return context->device()->tensorflow_cpu_worker_threads()->workers;
+}
+
+// A rough cost of one row in cycles, for TensorFlow's sharding.
+int64_t RowCost(int64_t d, int64_t blocks) {
+  int64_t log_d = 1;
+  while ((int64_t(1) << log_d) < d) ++log_d;
+  return 4 * blocks * d * log_d;
 }
 
 void Fwht(const float* in, float* out, int64_t rows, int64_t d, float scale, int threads) {
@@ -47,7 +58,11 @@ class FwhtOp : public OpKernel {
     Tensor* y = nullptr;
     OP_REQUIRES_OK(context, context->allocate_output(0, x.shape(), &y));
     const T scale = normalize_ ? T(1) / std::sqrt(T(d)) : T(1);
-    Fwht(x.flat<T>().data(), y->flat<T>().data(), x.NumElements() / d, d, scale, Threads(context));
+    const T* in = x.flat<T>().data();
+    T* out = y->flat<T>().data();
+    Workers(context)->ParallelFor(x.NumElements() / d, RowCost(d, 1), [&](int64_t begin, int64_t end) {
+      Fwht(in + begin * d, out + begin * d, end - begin, d, scale, 1);
+    });
   }
 
  private:
@@ -95,8 +110,13 @@ class FastfoodOp : public OpKernel {
     Tensor* y = nullptr;
     OP_REQUIRES_OK(context, context->allocate_output(0, shape, &y));
     const int64_t rows = n ? x.NumElements() / n : 0;
-    Fastfood(x.flat<T>().data(), rows, n, sign.flat<T>().data(), gaussian.flat<T>().data(), scaling.flat<T>().data(),
-             perm.flat<int32_t>().data(), m, d, scale.scalar<T>()(), units_, y->flat<T>().data(), Threads(context));
+    const T* in = x.flat<T>().data();
+    T* out = y->flat<T>().data();
+    Workers(context)->ParallelFor(rows, RowCost(d, m), [&](int64_t begin, int64_t end) {
+      Fastfood(in + begin * n, end - begin, n, sign.flat<T>().data(), gaussian.flat<T>().data(),
+               scaling.flat<T>().data(), perm.flat<int32_t>().data(), m, d, scale.scalar<T>()(), units_,
+               out + begin * units_, 1);
+    });
   }
 
  private:
@@ -131,11 +151,31 @@ class FastfoodGradOp : public OpKernel {
     OP_REQUIRES_OK(context, context->allocate_output(1, sign.shape(), &db));
     OP_REQUIRES_OK(context, context->allocate_output(2, sign.shape(), &dg));
     OP_REQUIRES_OK(context, context->allocate_output(3, sign.shape(), &ds));
-    const int64_t rows = n ? x.NumElements() / n : 0;
-    FastfoodGrad(x.flat<T>().data(), upstream.flat<T>().data(), rows, n, sign.flat<T>().data(),
-                 gaussian.flat<T>().data(), scaling.flat<T>().data(), perm.flat<int32_t>().data(), m, d,
-                 scale.scalar<T>()(), units, dx->flat<T>().data(), db->flat<T>().data(), dg->flat<T>().data(),
-                 ds->flat<T>().data(), Threads(context));
+    const int64_t rows = n ? x.NumElements() / n : 0, size = m * d;
+    // A fixed number of parts, each summing the diagonals' gradients of its rows
+    // into its own buffer, added in order: the result never depends on timing.
+    const int64_t parts = std::max<int64_t>(1, std::min<int64_t>(Workers(context)->NumThreads(), rows));
+    const int64_t step = (rows + parts - 1) / parts;
+    std::vector<std::vector<T>> partial(parts, std::vector<T>(3 * size));
+    const T* in = x.flat<T>().data();
+    const T* up = upstream.flat<T>().data();
+    T* grad_x = dx->flat<T>().data();
+    Workers(context)->ParallelFor(parts, RowCost(d, 4 * m) * step, [&](int64_t first, int64_t last) {
+      for (int64_t p = first; p < last; ++p) {
+        const int64_t begin = std::min(rows, p * step), end = std::min(rows, begin + step);
+        T* buffer = partial[p].data();
+        FastfoodGrad(in + begin * n, up + begin * units, end - begin, n, sign.flat<T>().data(),
+                     gaussian.flat<T>().data(), scaling.flat<T>().data(), perm.flat<int32_t>().data(), m, d,
+                     scale.scalar<T>()(), units, grad_x + begin * n, buffer, buffer + size, buffer + 2 * size, 1);
+      }
+    });
+    T* outputs[3] = {db->flat<T>().data(), dg->flat<T>().data(), ds->flat<T>().data()};
+    for (int i = 0; i < 3; ++i) {
+      std::fill(outputs[i], outputs[i] + size, T(0));
+      for (const auto& buffer : partial) {
+        for (int64_t j = 0; j < size; ++j) outputs[i][j] += buffer[i * size + j];
+      }
+    }
   }
 };
 
