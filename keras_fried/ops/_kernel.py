@@ -148,11 +148,15 @@ def _compile(cxx, binding, include_dirs, flags, link_flags, output, work):
         command = [cxx, *common, *([f"-D{macro}"] if macro else []), *target_flags, "-c", simd, "-o", obj]
         processes.append((command, subprocess.Popen(command, cwd=work, stderr=subprocess.PIPE, text=True)))
         objects.append(obj)
-    for command, process in processes:
+    built = []
+    for (isa, macro, _), obj, (command, process) in zip(builds, objects, processes):
         _, stderr = process.communicate()
-        if process.returncode != 0:
+        if process.returncode == 0:
+            built.append((isa, macro, obj))
+        elif macro is None:  # the plain build must compile; a SIMD one the compiler lacks is left out
             raise RuntimeError(f"`{' '.join(command)}` failed:\n{stderr[-2000:]}")
-    with_isas = [f"-DKF_WITH_{isa.upper()}" for isa, macro, _ in builds if macro]
+    objects = [obj for _, _, obj in built]
+    with_isas = [f"-DKF_WITH_{isa.upper()}" for isa, macro, _ in built if macro]
     sources = [os.path.join(SOURCE_DIR, "dispatch.cc")] + ([binding] if binding else [])
     includes = [flag for d in include_dirs for flag in ("-I", d)]
     _run([cxx, *common, *with_isas, *includes, *flags, "-shared", *sources, *objects, "-o", output,
@@ -160,11 +164,12 @@ def _compile(cxx, binding, include_dirs, flags, link_flags, output, work):
 
 
 def build(name, binding=None, include_dirs=(), flags=(), link_flags=(), versions=()):
-    """The path of library `name` (built now if the cache has no valid copy), or an exception.
+    """The path of library `name`, built now if the cache has no valid copy.
 
     `binding` is an extra source file (a framework's binding), compiled with
     `flags` and `include_dirs` and linked with `link_flags`; `versions` are
-    strings that must change the cache key (the framework's version).
+    strings that must change the cache key (the framework's version). Raises
+    RuntimeError, with the compiler's message, when it cannot be built.
     """
     cxx = compiler()
     if cxx is None:
@@ -200,13 +205,14 @@ def _valid(library):
         return False
 
 
-def library(name, load, build_args=dict):
+def library(name, load, build_args=dict, optional=False):
     """`load(path)` of library `name`, built on first use; None where it is unavailable and not required.
 
     `build_args()` gives `build`'s keyword arguments (asked only when the
     library is first needed). A library that fails to load is rebuilt once.
-    The outcome is remembered for the process: a failed build warns once and
-    is not retried.
+    The outcome is remembered for the process: a failed build warns once
+    (unless `optional`: a variant the caller can do without) and is not
+    retried.
     """
     if requested() == "portable":
         return None
@@ -217,6 +223,8 @@ def library(name, load, build_args=dict):
                 _libraries[name] = _build_and_load(name, load, build_args())
             handle = _libraries[name]
     if isinstance(handle, Exception):
+        if optional:
+            return None
         if requested() == "compiled":
             raise KernelUnavailableError(
                 f"KERAS_FRIED_KERNEL=compiled, but the compiled kernel ({name}) is unavailable: {handle}"

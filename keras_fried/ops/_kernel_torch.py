@@ -16,9 +16,12 @@ _FLOATS = (torch.float32, torch.float64)
 
 
 def _library():
-    # The core library built with OpenMP: it shares the OpenMP threads PyTorch has (see dispatch.cc).
-    return _kernel.library("keras_fried_kernel_openmp", _kernel.load_core,
-                           lambda: dict(flags=("-fopenmp", "-DKF_OPENMP"), link_flags=("-fopenmp",)))
+    # The core library built with OpenMP, which shares the OpenMP threads PyTorch has
+    # (see dispatch.cc); where OpenMP does not build, the plain one.
+    openmp = _kernel.library("keras_fried_kernel_openmp", _kernel.load_core,
+                             lambda: dict(flags=("-fopenmp", "-DKF_OPENMP"), link_flags=("-fopenmp",)),
+                             optional=True)
+    return openmp or _kernel.core()
 
 
 def available():
