@@ -116,7 +116,8 @@ def _transform_times(d, batch, jit, device, repeat):
         fns = {}
         for form in forms:
             with use_implementation(form):  # the form is chosen when the function is traced
-                fn = tf.function(_chained(lambda x: fwht(x)) if chain > 1 else lambda x: fwht(x), jit_compile=jit)
+                fn = tf.function(_chained(lambda x: fwht(x)) if chain > 1 else lambda x: fwht(x), jit_compile=jit,
+                                 autograph=False)
                 fn(x)
             fns[form] = (lambda fn=fn: fn(x))
         copy = tf.function(_chained(lambda x: tf.raw_ops.DeepCopy(x=x)) if chain > 1 else
