@@ -36,6 +36,13 @@ def test_fwht_benchmark_quick_pass(flags):
     assert "compiled / copy" in out and "portable / FFHT" in out and "speedup portable" in out
 
 
+def test_fresh_outputs_benchmark_runs():
+    pytest.importorskip("jax")
+    out = _run("benchmarks/fresh_outputs.py", "--backend", "jax", "--sizes", "1024")
+    # One row, and no timing asserted.
+    assert "on jax" in out and out.count("| 1024 |") == 1
+
+
 def test_backends_benchmark_quick_pass():
     out = _run("benchmarks/backends.py", "--quick")
     # One row per installed backend, against Dense on that backend; no timing asserted.
