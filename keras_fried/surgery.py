@@ -244,8 +244,9 @@ def _relative_error(new, old, x=None):
     kernel = np.asarray(ops.convert_to_numpy(old.kernel), np.float64)
     zero = _preactivation(new, np.zeros((1, kernel.shape[0]), "float32"))
     squared = 0.0
-    for start in range(0, kernel.shape[0], 512):  # the identity in slices: large layers stay cheap
-        rows = np.eye(kernel.shape[0], dtype="float32")[start : start + 512]
+    n = kernel.shape[0]
+    for start in range(0, n, 512):  # the identity 512 rows at a time: large layers stay cheap
+        rows = np.eye(min(512, n - start), n, start, dtype="float32")
         squared += np.sum((_preactivation(new, rows) - zero - kernel[start : start + 512]) ** 2)
     return float(np.sqrt(squared) / np.linalg.norm(kernel))
 

@@ -404,3 +404,15 @@ def test_fry_with_data_prints_nothing_at_its_defaults():
     assert result.stdout.split("START", 1)[1].strip() == ""
     # stderr: nothing after the start beyond what TensorFlow prints when it loads.
     assert "Epoch" not in result.stderr and "━" not in result.stderr and "Warning" not in result.stderr, result.stderr
+
+
+def test_the_kernel_error_without_data_is_the_matrix_error_across_identity_slices():
+    # 1300 inputs: the identity goes through the new layer in slices of 512, 512 and 276 rows.
+    old = keras.layers.Dense(40)
+    old.build((None, 1300))
+    new = fried_layers.Circulant.from_dense(old, seed=0)
+    identity = np.eye(1300, dtype="float32")
+    matrix = keras.ops.convert_to_numpy(new(identity) - new(np.zeros((1, 1300), "float32")))
+    kernel = keras.ops.convert_to_numpy(old.kernel).astype(np.float64)
+    expected = np.linalg.norm(matrix - kernel) / np.linalg.norm(kernel)
+    assert abs(surgery._relative_error(new, old) - expected) < 1e-5
