@@ -49,7 +49,7 @@ _ISA_BUILDS = (
     ("avx2", "KF_ISA_AVX2", ("-mavx2", "-mfma")),
     ("avx512", "KF_ISA_AVX512", ("-mavx512f", "-mfma")),
 )
-ISA_NAMES = ("portable", "avx2", "avx512")
+ISA_NAMES = tuple(name for name, _, _ in _ISA_BUILDS)  # as kf_isa() numbers them
 
 _lock = threading.Lock()
 _libraries = {}  # library name -> path, or the exception that stopped its build
