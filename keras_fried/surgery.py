@@ -19,6 +19,7 @@ import numpy as np
 from keras import ops
 
 from keras_fried import arguments
+from keras_fried import fry_search
 from keras_fried.layers import registry
 from keras_fried.layers.structured_layer import DenseLikeLayer
 from keras_fried.model_graph import ModelGraph
@@ -39,18 +40,27 @@ def _conv_kinds():
 
 
 def _check_kinds(kind, conv_kind):
-    """The classes for `kind` and `conv_kind` (None when not given), or a ValueError listing the kinds."""
-    if kind not in _dense_kinds():
+    """The classes for `kind` and `conv_kind` (None when not given), or a ValueError listing the kinds.
+
+    For `kind="auto"` the Dense class is None: the search chooses one per layer.
+    """
+    if kind != "auto" and kind not in _dense_kinds():
         raise ValueError(
-            f"Received an invalid value for argument `kind`, expected one of {sorted(_dense_kinds())}. "
-            f"Received: kind={kind!r}"
+            f"Received an invalid value for argument `kind`, expected 'auto' or one of "
+            f"{sorted(_dense_kinds())}. Received: kind={kind!r}"
+        )
+    if kind == "auto" and conv_kind is not None:
+        raise ValueError(
+            "`kind='auto'` chooses among the Dense replacements only; fry the Conv2D layers in a call "
+            f"of their own. Received: conv_kind={conv_kind!r}"
         )
     if conv_kind is not None and conv_kind not in _conv_kinds():
         raise ValueError(
             f"Received an invalid value for argument `conv_kind`, expected None or one of "
             f"{sorted(_conv_kinds())}. Received: conv_kind={conv_kind!r}"
         )
-    return _dense_kinds()[kind], _conv_kinds()[conv_kind] if conv_kind is not None else None
+    dense = None if kind == "auto" else _dense_kinds()[kind]
+    return dense, _conv_kinds()[conv_kind] if conv_kind is not None else None
 
 
 def _replaceable(layer, conv_cls):
@@ -84,6 +94,14 @@ def _targets(graph, layers, classes, layer_kwargs, conv_arguments):
         conv = type(layer) is keras.layers.Conv2D
         cls = conv_cls if conv else dense_cls
         given = {**(conv_arguments or {} if conv else layer_kwargs), **chosen[layer]}
+        if cls is None:  # kind="auto": the search chooses the class and its size
+            if chosen[layer]:
+                raise ValueError(
+                    f"`kind='auto'` chooses each layer's arguments; pass layer {graph.path(layer)!r} "
+                    f"without them, or fry it in a call of its own. Received: {chosen[layer]!r}"
+                )
+            targets[layer] = (None, given)
+            continue
         for required in cls.required_arguments:
             if required not in given:
                 how = (f"`conv_arguments={{{required!r}: ...}}`" if conv else f"`{required}=...` to fry")
@@ -98,14 +116,21 @@ def _targets(graph, layers, classes, layer_kwargs, conv_arguments):
 
 
 def _plan(model, kind, layers, data, conv_kind, conv_arguments, start, distill_epochs, output_distill_epochs,
-          batch_size, verbose, layer_kwargs):
+          batch_size, verbose, layer_kwargs, search):
     """Step 1: every argument checked against the model's graph before anything is built.
 
-    Returns the graph, `{layer: (class, arguments)}` and `data` as an array
-    (None when not given, or not used with `start="random"`).
+    Returns the graph, `{layer: (class, arguments)}` (class None for
+    `kind="auto"`), `data` as an array (None when not given, or not used with
+    `start="random"`) and the search's `(budget, tolerance, classes)`.
     """
     graph = ModelGraph(model, "fry")
     classes = _check_kinds(kind, conv_kind)
+    search = fry_search.check_targets(kind, *search, model.count_params(), _dense_kinds())
+    if kind == "auto" and start != "weights":
+        raise ValueError(
+            "`kind='auto'` measures each candidate started from the old weights; it has no "
+            f"start='random'. Received: start={start!r}"
+        )
     arguments.one_of(start, "start", _STARTS)
     arguments.non_negative_int(distill_epochs, "distill_epochs")
     arguments.non_negative_int(output_distill_epochs, "output_distill_epochs")
@@ -120,7 +145,7 @@ def _plan(model, kind, layers, data, conv_kind, conv_arguments, start, distill_e
         )
     if data is not None:
         data = check_data(model, data)
-    return graph, targets, data if start == "weights" else None
+    return graph, targets, data if start == "weights" else None, search
 
 
 def _start(old, cls, given, inputs, random):
@@ -182,6 +207,53 @@ def _distill_layer(layer, old, x, epochs, batch_size, verbose):
     student.fit(x, target, epochs=epochs, batch_size=batch_size, verbose=verbose)
 
 
+def _fit_layer(new, old, how, x, on_data, epochs, batch_size, verbose):
+    """Fits a started layer to `old`'s outputs on `x` where fry fits it; returns how it was started.
+
+    On data (`on_data`), every start but a data-aware closed form on it is
+    fitted; on probe inputs (no data), only the kinds with no closed form.
+    """
+    if epochs == 0 or (how.endswith("on data") if on_data else type(new).closed_form):
+        return how
+    _distill_layer(new, old, x, epochs, batch_size, verbose)
+    return how + (", then fitted to the outputs on data" if on_data else
+                  ", then fitted to the matrix on Gaussian probe inputs")
+
+
+def _preactivation_error(new, old, x):
+    expected = _preactivation(old, x)
+    return float(np.linalg.norm(_preactivation(new, x) - expected) / np.linalg.norm(expected))
+
+
+def _auto_start(graph, targets, recorded, search, strict, distill_epochs, batch_size, verbose):
+    """Steps 2 and 3 of `kind="auto"`: every candidate measured, the choice made, the chosen started.
+
+    Returns `{old: (new, how, why)}`.
+    """
+    budget, tolerance, classes = search
+    measured, inputs = {}, {}
+    for old, (_, given) in targets.items():
+        on_data = id(old) in recorded
+        x = inputs[old] = recorded[id(old)] if on_data else fry_search.probe_inputs(old.kernel.shape[0])
+        measured[old] = []
+        for cls, kwargs in fry_search.size_options(classes, old.kernel.shape[0], old.units, given):
+            new, how = _start(old, cls, kwargs, x if on_data else None, random=False)
+            _fit_layer(new, old, how, x, on_data, distill_epochs, batch_size, verbose)
+            measured[old].append({"cls": cls, "kwargs": kwargs, "params": new.count_params(),
+                                  "error": _preactivation_error(new, old, x)})
+            del new  # a VGG-sized candidate holds hundreds of MB: refitted below if chosen
+    fixed = graph.model.count_params() - sum(old.count_params() for old in targets)
+    chosen = fry_search.choose(measured, budget, tolerance, fixed, strict, graph.path)
+    started = {}
+    for old, (candidate, why) in chosen.items():
+        on_data = id(old) in recorded
+        new, how = _start(old, candidate["cls"], candidate["kwargs"], inputs[old] if on_data else None,
+                          random=False)
+        how = _fit_layer(new, old, how, inputs[old], on_data, distill_epochs, batch_size, verbose)
+        started[old] = new, how, why
+    return started
+
+
 def _output_loss(teacher):
     """Cross-entropy on soft targets for outputs that are rows of probabilities (a softmax), else MSE."""
     rows = teacher.reshape(-1, teacher.shape[-1])
@@ -225,9 +297,9 @@ def _distill_outputs(fried, model, new_layers, data, epochs, batch_size, verbose
 def _distill(fried, model, started, recorded, data, distill_epochs, output_distill_epochs, batch_size, verbose):
     """Step 3, with data: each new layer reproduces its old layer's outputs, then all together the model's."""
     for old, (new, how) in list(started.items()):
-        if id(old) in recorded and distill_epochs > 0 and not (type(new).data_aware and how.endswith("on data")):
-            _distill_layer(new, old, recorded[id(old)], distill_epochs, batch_size, verbose)
-            started[old] = new, how + ", then fitted to the outputs on data"
+        if id(old) in recorded:
+            started[old] = new, _fit_layer(new, old, how, recorded[id(old)], True, distill_epochs, batch_size,
+                                           verbose)
     if recorded and output_distill_epochs > 0:
         _distill_outputs(fried, model, [new for new, _ in started.values()], data, output_distill_epochs,
                          batch_size, verbose)
@@ -251,8 +323,8 @@ def _relative_error(new, old, x=None):
     return float(np.sqrt(squared) / np.linalg.norm(kernel))
 
 
-def _report(graph, started, recorded):
-    """Step 4: one dict per replaced layer (and a warning for any that grew)."""
+def _report(graph, started, recorded, choices=None):
+    """Step 4: one dict per replaced layer (and a warning for any that grew); `choices`: auto's reasons."""
     report = []
     for old, (new, how) in started.items():
         name = graph.path(old)
@@ -273,6 +345,8 @@ def _report(graph, started, recorded):
             "start": how, "relative_error": _relative_error(new, old, x),
             "error_on": "data" if id(old) in recorded else ("random inputs" if x is not None else "kernel"),
         })
+        if choices is not None:
+            report[-1]["choice"] = choices[old]
     return report
 
 
@@ -289,6 +363,11 @@ def fry(
     batch_size=256,
     verbose=0,
     return_report=False,
+    max_params=None,
+    compression=None,
+    tolerance=None,
+    candidates=None,
+    strict=True,
     **layer_kwargs,
 ):
     """A copy of `model` whose Dense layers are keras_fried layers started from the old weights.
@@ -386,13 +465,24 @@ def fry(
         - [Yang et al., Deep Fried Convnets, ICCV 2015](https://arxiv.org/abs/1412.7149)
           (post-processing a trained network: its SVD rows)
     """
-    graph, targets, data = _plan(model, kind, layers, data, conv_kind, conv_arguments, start, distill_epochs,
-                                 output_distill_epochs, batch_size, verbose, layer_kwargs)
+    graph, targets, data, search = _plan(
+        model, kind, layers, data, conv_kind, conv_arguments, start, distill_epochs, output_distill_epochs,
+        batch_size, verbose, layer_kwargs, (max_params, compression, tolerance, candidates, strict))
     recorded = record_inputs(model, list(targets), data, batch_size) if data is not None else {}
-    fried, started = _start_layers(graph, targets, recorded, random=start == "random")
-    if data is not None:
-        _distill(fried, model, started, recorded, data, distill_epochs, output_distill_epochs, batch_size, verbose)
-    report = _report(graph, started, recorded)
+    choices = None
+    if kind == "auto":
+        chosen = _auto_start(graph, targets, recorded, search, strict, distill_epochs, batch_size, verbose)
+        started = {old: (new, how) for old, (new, how, _) in chosen.items()}
+        choices = {old: why for old, (_, _, why) in chosen.items()}
+        fried = clone_replacing(graph.model, lambda layer: started[layer][0] if layer in started else None)
+        if data is not None:  # each layer is fitted already: only the model's outputs are left
+            _distill(fried, model, started, recorded, data, 0, output_distill_epochs, batch_size, verbose)
+    else:
+        fried, started = _start_layers(graph, targets, recorded, random=start == "random")
+        if data is not None:
+            _distill(fried, model, started, recorded, data, distill_epochs, output_distill_epochs, batch_size,
+                     verbose)
+    report = _report(graph, started, recorded, choices)
     return (fried, report) if return_report else fried
 
 

@@ -20,6 +20,7 @@ LAYERS = {
     "SketchDense": (lambda: layers.SketchDense(50, 5, 2, seed=0), (100,)),
     "LowRankDense": (lambda: layers.LowRankDense(50, 5, seed=0), (100,)),
     "HashedDense": (lambda: layers.HashedDense(50, 300, seed=0), (100,)),
+    "HashedDense-folded": (lambda: layers.HashedDense(50, 300, seed=0, tflite_storage="folded"), (100,)),
     "SketchConv2D": (lambda: layers.SketchConv2D(6, 3, rank=2, seed=0), (8, 8, 4)),
 }
 
@@ -56,6 +57,25 @@ def test_quantized_modes_convert_with_builtin_ops(name, quantize):
     assert report["max_abs_error"] <= tolerance * scale
     if quantize == "int8" and name == "Fastfood-fourier":
         assert {"COS", "SIN"} <= set(report["float_ops"])
+
+
+@pytest.mark.parametrize("quantize", [None, "int8"])
+def test_hashed_storage_is_a_tenth_of_the_dense_file(quantize):
+    """HashedDense(500, 8000) after 800 inputs: the file holds its buckets, not a Dense kernel."""
+    data = np.random.default_rng(2).standard_normal((64, 800)).astype("float32")
+    sizes, reports = {}, {}
+    for name, layer in [("dense", keras.layers.Dense(500)),
+                        ("hashed", layers.HashedDense(500, num_buckets=8000, seed=0)),
+                        ("folded", layers.HashedDense(500, num_buckets=8000, seed=0, tflite_storage="folded"))]:
+        model = keras.Sequential([keras.Input((800,)), layer])
+        flatbuffer = tflite.convert(model, quantize, representative_data=data)
+        sizes[name], reports[name] = len(flatbuffer), tflite.verify(model, flatbuffer, data[:8])
+        scale = np.abs(np.asarray(model(data[:8]))).max()
+        assert reports[name]["max_abs_error"] <= (1e-4 if quantize is None else 0.1 * scale)
+    assert sizes["hashed"] <= sizes["dense"] / 10, sizes
+    assert sizes["folded"] >= 0.9 * sizes["dense"], sizes  # the virtual kernel, stored
+    assert "GATHER" in reports["hashed"]["ops"] and "FLOOR_MOD" in reports["hashed"]["ops"]
+    assert reports["hashed"]["non_builtin_ops"] == []
 
 
 @keras.saving.register_keras_serializable(package="tests")

@@ -14,7 +14,9 @@ from keras_fried.layers.structured_layer import arguments_of_dense
 from keras_fried.layers.structured_layer import assign_bias
 from keras_fried.layers.structured_layer import check_last_dim
 from keras_fried.layers.structured_layer import dense_weights
+from keras_fried.ops import hashing
 
+TFLITE_STORAGES = ("hashed", "folded")
 
 @keras.saving.register_keras_serializable(package="keras_fried")
 class HashedDense(DenseLikeLayer):
@@ -24,12 +26,20 @@ class HashedDense(DenseLikeLayer):
     `(i, j)` into `num_buckets` buckets and `xi` a +-1 sign hash; `w` is
     trainable, so the layer has `num_buckets` (+ `units` bias) parameters. The
     hashes are functions of `(i, j, seed)`, recomputed at build time and never
-    stored. `seed=None` draws a seed when the layer is created (from Keras's
-    global seed, set by `keras.utils.set_random_seed`) and keeps it in the
-    config, so that a saved model rebuilds the same hash.
+    stored (`keras_fried.ops.hashing` defines them). `seed=None` draws a seed
+    when the layer is created (from Keras's global seed, set by
+    `keras.utils.set_random_seed`) and keeps it in the config, so that a
+    saved model rebuilds the same hash.
 
     The product itself is a dense `x W` (HashedNets saves storage, not
     compute): `W` is gathered from `w` in every call.
+
+    In TFLite (`keras_fried.tflite.convert`), `tflite_storage="hashed"` (the
+    default) stores the `num_buckets` values and three hash coefficients,
+    and the model computes the hash and gathers `W` at every call: the file
+    holds the layer's parameters, not the Dense kernel. `"folded"` stores
+    the virtual kernel as a constant, as large as a Dense's and as fast
+    (docs/tflite.md has both figures).
 
     Args:
         units: Positive integer, output size.
@@ -44,6 +54,15 @@ class HashedDense(DenseLikeLayer):
             variance `1 / input_dim` of a LeCun-initialised Dense kernel.
         kernel_regularizer, kernel_constraint: applied to `w`.
         seed: Integer seed of the hash and the initialisation.
+        hash_function: `"polynomial"` (the default), a degree-2 polynomial
+            hash that TFLite's builtin integer ops compute, or
+            `"splitmix64"`, the hash of keras_fried 0.4 and before, which
+            layers saved without this argument keep.
+        tflite_storage: What a TFLite conversion stores: `"hashed"` (the
+            default; the bucket values, with the hash computed on the
+            device; needs `hash_function="polynomial"`) or `"folded"` (the
+            virtual kernel as a constant: a Dense-sized file and Dense's
+            speed).
         **kwargs: Base layer arguments.
 
     Example:
@@ -78,6 +97,8 @@ class HashedDense(DenseLikeLayer):
         kernel_constraint=None,
         bias_constraint=None,
         seed=None,
+        hash_function="polynomial",
+        tflite_storage="hashed",
         **kwargs,
     ):
         if seed is None:
@@ -97,8 +118,18 @@ class HashedDense(DenseLikeLayer):
         )
         arguments.positive_int(units, "units")
         arguments.positive_int(num_buckets, "num_buckets")
+        arguments.one_of(hash_function, "hash_function", hashing.HASH_FUNCTIONS)
+        arguments.one_of(tflite_storage, "tflite_storage", TFLITE_STORAGES)
+        if tflite_storage == "hashed" and hash_function != "polynomial":
+            raise ValueError(
+                f"`tflite_storage='hashed'` computes the hash with TFLite's builtin ops, which only the "
+                f"'polynomial' hash can use. Pass tflite_storage='folded' with this hash. Received: "
+                f"hash_function={hash_function!r}, tflite_storage={tflite_storage!r}"
+            )
         self.units = units
         self.num_buckets = num_buckets
+        self.hash_function = hash_function
+        self.tflite_storage = tflite_storage
         self.input_spec = keras.layers.InputSpec(min_ndim=2)
 
     def build(self, input_shape):
@@ -112,7 +143,8 @@ class HashedDense(DenseLikeLayer):
                 f"num_buckets < {d1 * self.units:,}.",
                 stacklevel=2,
             )
-        index, sign = fried_ops.hashed_weight_tables(d1, self.units, self.num_buckets, self.seed)
+        index, sign = fried_ops.hashed_weight_tables(d1, self.units, self.num_buckets, self.seed,
+                                                     self.hash_function)
         self.bucket_index = ops.convert_to_tensor(index)
         self.bucket_sign = ops.convert_to_tensor(sign)
         initializer = self.seeded(self.kernel_initializer, 0)
@@ -127,20 +159,42 @@ class HashedDense(DenseLikeLayer):
         self.add_bias(self.units)
         self.input_spec = keras.layers.InputSpec(min_ndim=2, axes={-1: d1})
 
-    def kernel(self):
-        """The virtual `(input_dim, units)` kernel `xi(i, j) w[h(i, j)]`."""
-        return ops.take(self.w, self.bucket_index) * ops.cast(self.bucket_sign, self.w.dtype)
+    def kernel(self, inputs=None):
+        """The virtual `(input_dim, units)` kernel `xi(i, j) w[h(i, j)]`.
+
+        Traced for TFLite with `tflite_storage="hashed"` and the call's
+        `inputs` given, the hash is computed in the graph (see
+        `keras_fried.ops.hashed_weight_tables_traced`); otherwise the tables
+        built with the layer are used.
+        """
+        index, sign = self.bucket_index, self.bucket_sign
+        if inputs is not None and self.tflite_storage == "hashed" and hashing.tracing_for_tflite():
+            index, sign = fried_ops.hashed_weight_tables_traced(
+                self.input_dim, self.units, self.num_buckets, self.seed, inputs)
+        return ops.take(self.w, index) * ops.cast(sign, self.w.dtype)
 
     def transform(self, inputs, training=False):
-        return ops.matmul(inputs, ops.cast(self.kernel(), self.compute_dtype))
+        return ops.matmul(inputs, ops.cast(self.kernel(inputs), self.compute_dtype))
 
     def compute_output_shape(self, input_shape):
         return tuple(input_shape[:-1]) + (self.units,)
 
     def get_config(self):
         config = super().get_config()
-        config.update({"units": self.units, "num_buckets": self.num_buckets})
+        config.update({"units": self.units, "num_buckets": self.num_buckets,
+                       "hash_function": self.hash_function, "tflite_storage": self.tflite_storage})
         return config
+
+    @classmethod
+    def from_config(cls, config):
+        # Saved before 0.5, without these keys: the splitmix64 hash, exported folded.
+        config = {"hash_function": "splitmix64", "tflite_storage": "folded", **config}
+        return super().from_config(config)
+
+    @classmethod
+    def size_options(cls, input_dim, units):
+        """Buckets for 1/256, 1/128, ..., 1/4 of the Dense kernel's weights (at least one)."""
+        return [{"num_buckets": max(1, input_dim * units // 2**k)} for k in range(8, 1, -1)]
 
     @classmethod
     def from_search(cls, hp, units, input_dim):

@@ -113,6 +113,12 @@ class LowRankDense(DenseLikeLayer):
         return config
 
     @classmethod
+    def size_options(cls, input_dim, units):
+        """Ranks 1, 2, 4, ... below half the smaller dimension (where the factors stop saving)."""
+        limit = input_dim * units // (input_dim + units)
+        return [{"rank": 2**k} for k in range(max(limit, 1).bit_length()) if 2**k < limit]
+
+    @classmethod
     def from_search(cls, hp, units, input_dim):
         """The rank searched as 1/32 to 1/4 of the smaller dimension."""
         fraction = hp.Choice("rank_fraction", [1 / 32, 1 / 16, 1 / 8, 1 / 4])

@@ -150,6 +150,12 @@ class SketchDense(DenseLikeLayer):
         return config
 
     @classmethod
+    def size_options(cls, input_dim, units):
+        """Ranks 1/64, 1/32, ..., 1/4 of the smaller dimension, one sketch."""
+        small = min(input_dim, units)
+        return [{"rank": r} for r in sorted({max(1, small // 2**k) for k in range(6, 1, -1)})]
+
+    @classmethod
     def from_search(cls, hp, units, input_dim):
         """The rank searched as 1/32, 1/16 or 1/8 of the smaller dimension, with 1 or 2 sketches."""
         fraction = hp.Choice("sketch_rank_fraction", [1 / 32, 1 / 16, 1 / 8])

@@ -165,6 +165,16 @@ class StructuredLayer(keras.layers.Layer):
         raise ValueError(f"{cls.__name__} has no start from a trained Dense layer. Received: dense={dense!r}")
 
     @classmethod
+    def size_options(cls, input_dim, units):
+        """The arguments that set this kind's size, smallest first, for `fry(kind="auto")` to choose from.
+
+        A list of dicts of constructor arguments (`[{"rank": 1}, {"rank": 2},
+        ...]`) for a layer replacing one with `input_dim` inputs and `units`
+        outputs; the default, a kind with no size argument, is `[{}]`.
+        """
+        return [{}]
+
+    @classmethod
     def from_search(cls, hp, units, input_dim):
         """A layer with `units` outputs whose other arguments a keras-tuner search draws from `hp`.
 

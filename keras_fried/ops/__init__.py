@@ -15,11 +15,13 @@ import keras
 
 from keras_fried.ops import _kernel
 from keras_fried.ops._structure import hadamard_factors
-from keras_fried.ops._structure import hashed_weight_tables
 from keras_fried.ops._structure import next_power_of_two
 from keras_fried.ops._structure import sign_sketch
 from keras_fried.ops._structure import structure_rng
 from keras_fried.ops._structure import structured_permutation
+from keras_fried.ops.hashing import hashed_weight_tables
+from keras_fried.ops.hashing import hashed_weight_tables_traced
+from keras_fried.ops.hashing import polynomial_hash_coefficients
 from keras_fried.ops.precision import transform_dtype
 from keras_fried.ops.sketch import sketch_conv2d
 from keras_fried.ops.sketch import sketch_dense
@@ -135,9 +137,11 @@ __all__ = [
     "fwht",
     "hadamard_factors",
     "hashed_weight_tables",
+    "hashed_weight_tables_traced",
     "implementation",
     "use_implementation",
     "next_power_of_two",
+    "polynomial_hash_coefficients",
     "rows_product",
     "sign_sketch",
     "sketch_conv2d",

@@ -1,4 +1,4 @@
-"""The fixed structure of the layers, in NumPy: sizes, Hadamard factors, permutations, sketches, hashes.
+"""The fixed structure of the layers, in NumPy: sizes, Hadamard factors, permutations, sketches.
 
 Backend-free, so that a layer's random parts are the same numbers under
 TensorFlow, JAX and PyTorch for the same seed.
@@ -189,28 +189,3 @@ def sign_sketch(shape, rng):
     """
     k = shape[-2]
     return ((2.0 * rng.integers(0, 2, size=shape) - 1.0) / np.sqrt(k)).astype(np.float32)
-
-
-def _mix64(z):
-    # splitmix64 finaliser: a well-mixed 64-bit hash of consecutive integers.
-    z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
-    z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
-    return z ^ (z >> np.uint64(31))
-
-
-def hashed_weight_tables(rows, cols, num_buckets, seed):
-    """HashedNets' bucket index h(i, j) and sign xi(i, j) for a rows x cols matrix.
-
-    Deterministic functions of `(i, j, seed)`: nothing needs storing, the
-    tables are recomputed from the seed.
-
-    Returns:
-        `(index, sign)`: int32 array in `[0, num_buckets)` and float32 array of
-        +-1, both of shape `(rows, cols)`.
-    """
-    with np.errstate(over="ignore"):
-        position = np.arange(rows * cols, dtype=np.uint64).reshape(rows, cols)
-        key = position + np.uint64(seed) * np.uint64(0x9E3779B97F4A7C15)
-        index = (_mix64(key) % np.uint64(num_buckets)).astype(np.int32)
-        sign_bits = _mix64(key ^ np.uint64(0xD6E8FEB86659FD93)) >> np.uint64(63)
-    return index, (1.0 - 2.0 * sign_bits.astype(np.float32))
