@@ -103,10 +103,12 @@ def heads(d_in, dense_units, fried_units):
     relu = {"activation": "relu", "bias_initializer": "random_normal"}
     return {
         "Dense": lambda: [keras.layers.Dense(dense_units, **relu)],
-        "AdaptiveFastfood": lambda: [layers.AdaptiveFastfood(fried_units, seed=0, **relu)],
+        "AdaptiveFastfood": lambda: [
+            layers.AdaptiveFastfood(fried_units, seed=0, structured_permutation=False, **relu)],
         "AdaptiveFastfood, structured P": lambda: [
             layers.AdaptiveFastfood(fried_units, seed=0, structured_permutation=True, **relu)],
-        "Fastfood (linear) + ReLU": lambda: [layers.Fastfood(fried_units, output_mode="linear", seed=0),
+        "Fastfood (linear) + ReLU": lambda: [layers.Fastfood(fried_units, output_mode="linear", seed=0,
+                                                             structured_permutation=False),
                                              keras.layers.ReLU()],
         "Circulant": lambda: [layers.Circulant(fried_units, seed=0, **relu)],
         f"SketchDense k={small // 16} l=2": lambda: [layers.SketchDense(dense_units, small // 16, 2, seed=0, **relu)],

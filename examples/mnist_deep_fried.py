@@ -104,7 +104,8 @@ def fully_connected(name, seed, sigma_relative=1.0, regularizer=None, inner_drop
     if name in OTHER_LAYERS:
         return [OTHER_LAYERS[name](activation="relu", seed=seed, name="fc", **decay)]
     features = int(name.rsplit("-", 1)[1])
-    fried = {"seed": seed, "name": "fc", "inner_dropout": inner_dropout}
+    # The paper's uniformly random permutation (the default before 0.5), as the tables were measured.
+    fried = {"seed": seed, "name": "fc", "inner_dropout": inner_dropout, "structured_permutation": False}
     if name.startswith("adaptive"):
         return [keras_fried.layers.AdaptiveFastfood(features, activation="relu", **fried, **decay)]
     # Non-adaptive: a fixed random projection (sigma = sqrt(d) is LeCun scale) + ReLU.

@@ -119,6 +119,11 @@ class FastfoodBase(StructuredLayer):
     def compute_output_shape(self, input_shape):
         return tuple(input_shape[:-1]) + (self.units,)
 
+    @classmethod
+    def from_config(cls, config):
+        # Saved before the argument existed: the uniformly random permutation of those versions.
+        return super().from_config({"structured_permutation": False, **config})
+
     def get_config(self):
         config = super().get_config()
         config.update(

@@ -23,11 +23,11 @@ def _script():
 
 def test_quick_run_writes_the_tables_and_every_rounds_values(tmp_path):
     script = _script()
-    # A weights file of the --quick model in the legacy .h5 format of Keras's VGG16 weights:
-    # with --weights, the script must use these weights and leave the biases alone.
+    # A weights file of the --quick model in the legacy .h5 format of Keras's VGG16 weights, with
+    # nonzero biases as after training (a HashedDense with a ReLU and a zero bias loses its ReLU in
+    # TFLite: reported, not this script's to fix).
     keras.utils.set_random_seed(1)
-    model = script.build_vgg16(quick=True)
-    model.get_layer("fc1").bias.assign(np.full(512, 0.25, np.float32))
+    model = script.with_random_biases(script.build_vgg16(quick=True))
     model.save(tmp_path / "vgg16_quick.h5")
     expected = np.asarray(model(script.random_images(model, 2, seed=1)))
     out = tmp_path / "out"

@@ -297,8 +297,9 @@ def test_structured_permutation(cls_name, input_dim, units):
 
     make = getattr(fried_layers, cls_name)
     x = np.random.default_rng(0).standard_normal((3, input_dim)).astype("float32")
-    structured, plain = make(units, seed=5, structured_permutation=True), make(units, seed=5)
+    structured, plain = make(units, seed=5), make(units, seed=5, structured_permutation=False)
     structured(x), plain(x)
+    assert structured.structured_permutation  # the default since 0.5
     # The same diagonals as the layer of the same seed; one structured permutation shared by the blocks.
     for name in ("sign", "gaussian", "scaling"):
         np.testing.assert_array_equal(np.asarray(getattr(structured, name)), np.asarray(getattr(plain, name)))
@@ -314,6 +315,9 @@ def test_structured_permutation(cls_name, input_dim, units):
     config = structured.get_config()
     assert config["structured_permutation"] is True
     np.testing.assert_array_equal(np.asarray(make.from_config(config)(x)), np.asarray(structured(x)))
+    # A config saved before the argument existed keeps the uniformly random permutation.
+    old = {k: v for k, v in plain.get_config().items() if k != "structured_permutation"}
+    np.testing.assert_array_equal(np.asarray(make.from_config(old)(x)), np.asarray(plain(x)))
 
 
 @pytest.mark.parametrize("cls_name", ["AdaptiveFastfood", "Fastfood"])
