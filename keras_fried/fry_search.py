@@ -110,11 +110,15 @@ def describe(cls, kwargs, sizes_only=True):
     return f"{cls.kind}({', '.join(f'{k}={v}' for k, v in shown.items())})"
 
 
+# Errors closer than this count as equal: a larger candidate must do better by more to be worth its size.
+SIGNIFICANT_ERROR = 1e-3
+
+
 def frontier(measured):
     """The candidates no other beats on both counts, by parameters: fewer params, then lower error."""
     best = []
     for candidate in sorted(measured, key=lambda c: (c["params"], c["error"])):
-        if not best or candidate["error"] < best[-1]["error"]:
+        if not best or candidate["error"] < best[-1]["error"] - SIGNIFICANT_ERROR:
             best.append(candidate)
     return best
 
@@ -157,8 +161,9 @@ def choose(measured, budget, tolerance, fixed_params, strict, path):
             within = [i for i, c in enumerate(options) if c["error"] <= tolerance]
             picks[layer] = within[0] if within else len(options) - 1
             if not within:
-                misses.append(f"{path(layer)}: the best candidate, {describe(options[-1]['cls'], options[-1]['kwargs'])}, "
-                              f"has a relative error of {options[-1]['error']:.3g} > tolerance {tolerance}")
+                best = options[-1]
+                misses.append(f"{path(layer)}: the best candidate, {describe(best['cls'], best['kwargs'])}, has a "
+                              f"relative error of {best['error']:.3g} > tolerance {tolerance}")
         why = f"the smallest candidate within tolerance {tolerance}"
     else:
         layer_budget = budget - fixed_params

@@ -137,6 +137,9 @@ def _plan(model, kind, layers, data, conv_kind, conv_arguments, start, distill_e
     arguments.positive_int(batch_size, "batch_size")
     arguments.one_of(verbose, "verbose", (0, 1, 2, "auto"))
     targets = _targets(graph, layers, classes, layer_kwargs, conv_arguments)
+    if kind == "auto":  # the candidates' arguments checked before any is built
+        for layer, (_, given) in targets.items():
+            fry_search.size_options(search[2], layer.kernel.shape[0], layer.units, given)
     if not targets:
         raise ValueError(
             "fry found no layer to replace: by default it replaces every Dense layer (and Conv2D with "
