@@ -83,18 +83,18 @@ def check_targets(kind, max_params, compression, tolerance, candidates, strict, 
 
 
 def size_options(classes, input_dim, units, layer_kwargs):
-    """`[(class, arguments)]`: every candidate for a layer, with the arguments given to every layer."""
+    """`[(class, [size arguments, ...])]`: every candidate for a layer; a ValueError if fry's arguments set a size."""
     options = []
     for cls in classes:
-        for size in cls.size_options(input_dim, units):
-            clash = sorted(set(size) & set(layer_kwargs))
-            if clash:
-                raise ValueError(
-                    f"`kind='auto'` chooses {clash} for {cls.kind!r} itself; leave "
-                    f"{', '.join(f'`{name}`' for name in clash)} out of fry's arguments. "
-                    f"Received: {', '.join(f'{name}={layer_kwargs[name]!r}' for name in clash)}"
-                )
-            options.append((cls, {**layer_kwargs, **size}))
+        sizes = cls.size_options(input_dim, units)
+        clash = sorted(set().union(*sizes) & set(layer_kwargs))
+        if clash:
+            raise ValueError(
+                f"`kind='auto'` chooses {clash} for {cls.kind!r} itself; leave "
+                f"{', '.join(f'`{name}`' for name in clash)} out of fry's arguments. "
+                f"Received: {', '.join(f'{name}={layer_kwargs[name]!r}' for name in clash)}"
+            )
+        options.append((cls, sizes))
     return options
 
 
@@ -103,11 +103,9 @@ def probe_inputs(input_dim, seed=0):
     return np.random.default_rng(seed).standard_normal((PROBES, input_dim)).astype("float32")
 
 
-def describe(cls, kwargs, sizes_only=True):
-    """`low_rank_dense(rank=32)`: a candidate in one line (its size arguments only)."""
-    shown = {k: v for k, v in kwargs.items() if k in {"rank", "num_buckets", "blocks", "depth"}} \
-        if sizes_only else kwargs
-    return f"{cls.kind}({', '.join(f'{k}={v}' for k, v in shown.items())})"
+def describe(cls, size):
+    """`low_rank_dense(rank=32)`: a candidate in one line, by its size arguments."""
+    return f"{cls.kind}({', '.join(f'{k}={v}' for k, v in size.items())})"
 
 
 # Errors closer than this count as equal: a larger candidate must do better by more to be worth its size.
@@ -146,7 +144,7 @@ def choose(measured, budget, tolerance, fixed_params, strict, path):
     """`{layer: (candidate, why)}` from each layer's measured candidates.
 
     Args:
-        measured: `{layer: [{"cls", "kwargs", "params", "error"}, ...]}`.
+        measured: `{layer: [{"cls", "size", "kwargs", "params", "error"}, ...]}`.
         budget: The whole model's parameter limit, or None.
         tolerance: The largest relative error of a layer, or None.
         fixed_params: The parameters of the layers that stay.
@@ -162,7 +160,7 @@ def choose(measured, budget, tolerance, fixed_params, strict, path):
             picks[layer] = within[0] if within else len(options) - 1
             if not within:
                 best = options[-1]
-                misses.append(f"{path(layer)}: the best candidate, {describe(best['cls'], best['kwargs'])}, has a "
+                misses.append(f"{path(layer)}: the best candidate, {describe(best['cls'], best['size'])}, has a "
                               f"relative error of {best['error']:.3g} > tolerance {tolerance}")
         why = f"the smallest candidate within tolerance {tolerance}"
     else:
@@ -190,7 +188,7 @@ def choose(measured, budget, tolerance, fixed_params, strict, path):
     result = {}
     for layer, i in picks.items():
         candidate = frontiers[layer][i]
-        tried = ", ".join(f"{describe(c['cls'], c['kwargs'])}: {c['params']:,} params, error {c['error']:.3g}"
+        tried = ", ".join(f"{describe(c['cls'], c['size'])}: {c['params']:,} params, error {c['error']:.3g}"
                           for c in sorted(measured[layer], key=lambda c: c["params"]))
         result[layer] = candidate, f"auto: {why}; error {candidate['error']:.3g}. Measured: {tried}"
     return result

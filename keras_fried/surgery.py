@@ -151,16 +151,26 @@ def _plan(model, kind, layers, data, conv_kind, conv_arguments, start, distill_e
     return graph, targets, data if start == "weights" else None, search
 
 
+def _how(cls, random, on_data):
+    """How fry starts a layer of `cls`, in the report's words."""
+    if random:
+        return "random (asked for)"
+    if cls.replaces is keras.layers.Conv2D or not (cls.data_aware and on_data):
+        return "closed form" if cls.closed_form else "random (no closed form)"
+    return "closed form on data"
+
+
 def _start(old, cls, given, inputs, random):
     """The layer replacing `old`, and how it was started."""
     given = {**given, "name": old.name}
+    how = _how(cls, random, inputs is not None)
     if random:
-        return cls.like(old, **given), "random (asked for)"
+        return cls.like(old, **given), how
     if cls.replaces is keras.layers.Conv2D:
-        return cls.from_conv2d(old, **given), "closed form" if cls.closed_form else "random (no closed form)"
+        return cls.from_conv2d(old, **given), how
     if cls.data_aware and inputs is not None:
-        return cls.from_dense(old, inputs=inputs, **given), "closed form on data"
-    return cls.from_dense(old, **given), "closed form" if cls.closed_form else "random (no closed form)"
+        return cls.from_dense(old, inputs=inputs, **given), how
+    return cls.from_dense(old, **given), how
 
 
 def _start_layers(graph, targets, recorded, random):
@@ -239,12 +249,15 @@ def _auto_start(graph, targets, recorded, search, strict, distill_epochs, batch_
         on_data = id(old) in recorded
         x = inputs[old] = recorded[id(old)] if on_data else fry_search.probe_inputs(old.kernel.shape[0])
         measured[old] = []
-        for cls, kwargs in fry_search.size_options(classes, old.kernel.shape[0], old.units, given):
-            new, how = _start(old, cls, kwargs, x if on_data else None, random=False)
-            _fit_layer(new, old, how, x, on_data, distill_epochs, batch_size, verbose)
-            measured[old].append({"cls": cls, "kwargs": kwargs, "params": new.count_params(),
-                                  "error": _preactivation_error(new, old, x)})
-            del new  # a VGG-sized candidate holds hundreds of MB: refitted below if chosen
+        for cls, sizes in fry_search.size_options(classes, old.kernel.shape[0], old.units, given):
+            how = _how(cls, False, on_data)
+            started = cls.from_dense_sizes(old, sizes, x if on_data else None, **given, name=old.name)
+            for size, new in zip(sizes, started):
+                _fit_layer(new, old, how, x, on_data, distill_epochs, batch_size, verbose)
+                measured[old].append({"cls": cls, "size": size, "kwargs": {**given, **size},
+                                      "params": new.count_params(),
+                                      "error": _preactivation_error(new, old, x)})
+                del new  # a VGG-sized candidate holds hundreds of MB: refitted below if chosen
     fixed = graph.model.count_params() - sum(old.count_params() for old in targets)
     chosen = fry_search.choose(measured, budget, tolerance, fixed, strict, graph.path)
     started = {}

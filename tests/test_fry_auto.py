@@ -70,7 +70,7 @@ def test_the_greedy_walk_follows_each_layers_frontier():
     }
     for options in measured.values():
         for option in options:
-            option.update(cls=keras_fried.layers.LowRankDense, kwargs={"rank": option["params"]})
+            option.update(cls=keras_fried.layers.LowRankDense, size={"rank": option["params"]}, kwargs={})
     assert [c["params"] for c in fry_search.frontier(measured["a"])] == [10, 20]  # 15 is dominated
     chosen = fry_search.choose(measured, budget=40, tolerance=None, fixed_params=0, strict=True, path=str)
     assert chosen["a"][0]["params"] == 20 and chosen["b"][0]["params"] == 10
@@ -154,8 +154,23 @@ def test_every_dense_kind_says_its_sizes_smallest_first():
     from keras_fried.layers import registry
 
     for kind, cls in registry.kinds(replaces=keras.layers.Dense, from_trained=True).items():
-        options = cls.size_options(800, 500)
-        assert options and all(set(o) <= set(cls.required_arguments) | {"blocks", "depth"} for o in options), kind
-        assert set(cls.required_arguments) <= set(options[0]), kind
-        sizes = [tuple(o.values()) for o in options]
-        assert sizes == sorted(sizes), kind
+        options = cls.size_options(200, 100)
+        assert options and set(cls.required_arguments) <= set(options[0]), kind
+        params = []
+        for option in options:
+            layer = cls(100, **option)
+            layer.build((None, 200))
+            params.append(layer.count_params())
+        assert params == sorted(params), kind
+
+
+def test_low_rank_starts_at_every_rank_from_one_decomposition():
+    from keras_fried.layers import LowRankDense
+
+    dense = _low_rank_model(rank=3).get_layer("full")
+    x = np.random.default_rng(0).standard_normal((100, 48)).astype("float32")
+    for inputs in (None, x):
+        sizes = [{"rank": 1}, {"rank": 4}]
+        for size, layer in zip(sizes, LowRankDense.from_dense_sizes(dense, sizes, inputs)):
+            single = LowRankDense.from_dense(dense, inputs=inputs, **size)
+            np.testing.assert_allclose(np.asarray(layer.u), np.asarray(single.u), rtol=1e-6, atol=1e-7)

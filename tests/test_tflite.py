@@ -14,6 +14,7 @@ from keras_fried import tflite
 
 LAYERS = {
     "AdaptiveFastfood": (lambda: layers.AdaptiveFastfood(128, activation="relu", seed=0), (100,)),
+    "AdaptiveFastfood-sum-cascade": (lambda: layers.AdaptiveFastfood(128, sum_blocks=2, cascade=2, seed=0), (100,)),
     "Fastfood-fourier": (lambda: layers.Fastfood(64, sigma=4.0, seed=0), (100,)),
     "Fastfood-linear": (lambda: layers.Fastfood(200, output_mode="linear", seed=0), (100,)),
     "Circulant": (lambda: layers.Circulant(50, seed=0), (100,)),

@@ -27,7 +27,8 @@ class AdaptiveFastfood(FastfoodBase, DenseLikeLayer):
     and `B` trainable diagonals and `P` a fixed random permutation. The layer
     has `3 m d` weights (+ `units` for the bias) instead of Dense's
     `d_in * units`, and costs `O(m d log d)` per example, where `d` is the input
-    dimension rounded up to a power of two and `m = ceil(units / d)`.
+    dimension rounded up to a power of two and `m = ceil(units / d)`
+    (`m k + c - 1` blocks with `sum_blocks=k` and `cascade=c`).
 
     Initialisation is the non-adaptive Fastfood transform: B random signs, G
     standard normal, `S_i = s_i / ||G||_F` with `s_i` chi-distributed with `d`
@@ -83,6 +84,17 @@ class AdaptiveFastfood(FastfoodBase, DenseLikeLayer):
             `benchmarks/permutation_kernel_error.py`). False draws the paper's
             uniformly random permutation per block; models saved before 0.5
             without the argument load with False.
+        sum_blocks: Positive integer `k`, 1 by default. Each output block is
+            the sum of `k` Fastfood blocks, `V x = sum_j V_j x` (their S
+            diagonals weigh the sum): `k` times the weights and the cost,
+            for a layer that one block per output fits too coarsely (`fry`
+            of a trained Dense). Each block starts `1/sqrt(k)` as large, so
+            the sum has the scale of one block.
+        cascade: Positive integer, 1 by default. With `c > 1`, `c - 1`
+            square `d x d` Fastfood blocks run in sequence before the output
+            blocks, `V_out V_{c-1} ... V_1 x` (as ACDC stacks its diagonal
+            and cosine layers), with no activation between them:
+            `3 (c - 1) d` more weights and `c - 1` more transforms.
         **kwargs: Base layer arguments (`name`, `dtype`, `trainable`, ...).
 
     Input shape:
@@ -127,6 +139,8 @@ class AdaptiveFastfood(FastfoodBase, DenseLikeLayer):
         diagonal_magnitude=None,
         inner_dropout=0.0,
         structured_permutation=True,
+        sum_blocks=1,
+        cascade=1,
         **kwargs,
     ):
         super().__init__(
@@ -142,7 +156,7 @@ class AdaptiveFastfood(FastfoodBase, DenseLikeLayer):
             seed=seed,
             **kwargs,
         )
-        self.init_fastfood(units, seed, inner_dropout, structured_permutation)
+        self.init_fastfood(units, seed, inner_dropout, structured_permutation, sum_blocks, cascade)
         self.diagonal_magnitude = arguments.positive_number(
             diagonal_magnitude, "diagonal_magnitude", allow_none=True
         )
@@ -163,7 +177,8 @@ class AdaptiveFastfood(FastfoodBase, DenseLikeLayer):
     def get_config(self):
         config = super().get_config()
         del config["kernel_initializer"]  # not an argument of this layer
-        config["diagonal_magnitude"] = self.diagonal_magnitude
+        config.update({"diagonal_magnitude": self.diagonal_magnitude, "sum_blocks": self.sum_blocks,
+                       "cascade": self.cascade})
         return config
 
     @classmethod
@@ -172,6 +187,11 @@ class AdaptiveFastfood(FastfoodBase, DenseLikeLayer):
         if "diagonal_magnitude" not in config and all(key in config for key in _SAVED_CONFIG_KEYS):
             config = {**config, "diagonal_magnitude": cls.LEGACY_DIAGONAL_MAGNITUDE}
         return super().from_config(config)
+
+    @classmethod
+    def size_options(cls, input_dim, units):
+        """One block per output block, then sums and cascades of 2 and 4 (`fry(kind="auto")`)."""
+        return [{}, {"sum_blocks": 2}, {"cascade": 2}, {"sum_blocks": 4}, {"cascade": 4}]
 
     @classmethod
     def from_dense(cls, dense, **kwargs):

@@ -19,12 +19,20 @@ class FastfoodBase(StructuredLayer):
     are stored multiplied by it) and `scale_for(d)`; `build` then creates
     `ceil(units / d)` blocks for inputs zero-padded to `d`, the next power of
     two of the input size, and `project` computes `V x`.
+
+    More capacity (AdaptiveFastfood's `sum_blocks` and `cascade`): each
+    output block can be the sum of `sum_blocks` blocks, and `cascade - 1`
+    square `d x d` blocks can run before the output blocks, in sequence. The
+    weights stack all blocks as rows: the cascade's first, then the output
+    blocks, group by group of the sum.
     """
 
     diagonals_trainable = False
 
-    def init_fastfood(self, units, seed, inner_dropout, structured_permutation):
+    def init_fastfood(self, units, seed, inner_dropout, structured_permutation, sum_blocks=1, cascade=1):
         self.units = arguments.positive_int(units, "units")
+        self.sum_blocks = arguments.positive_int(sum_blocks, "sum_blocks")
+        self.cascade = arguments.positive_int(cascade, "cascade")
         self.seed = arguments.seed(seed)
         self.inner_dropout = arguments.rate(inner_dropout, "inner_dropout")
         self.structured_permutation = arguments.boolean(structured_permutation, "structured_permutation")
@@ -43,10 +51,13 @@ class FastfoodBase(StructuredLayer):
     def build(self, input_shape):
         self.input_dim = check_last_dim(input_shape, self.name)
         self.padded_dim = d = fried_ops.next_power_of_two(self.input_dim)
-        self.num_blocks = m = -(-self.units // d)
+        self.num_blocks = -(-self.units // d)  # output blocks
+        m = (self.cascade - 1) + self.num_blocks * self.sum_blocks  # all blocks, the rows of the weights
         magnitude = self.diagonal_magnitude_for(d)
         self.scale = self.scale_for(d)
         sign, gaussian, scaling, permutation = self._draw_blocks(m, d)
+        # A sum of k blocks has k times the variance of one: each starts 1/sqrt(k) as large.
+        scaling[self.cascade - 1:] /= np.sqrt(self.sum_blocks)
 
         def add_diagonal(name, value):
             return self.add_weight(
@@ -104,16 +115,26 @@ class FastfoodBase(StructuredLayer):
                 return keras.random.dropout(z, self.inner_dropout, seed=self.dropout_seed)
 
             x = drop(x)
+        sign, gaussian, scaling = (ops.cast(w, work_dtype) for w in (self.sign, self.gaussian, self.scaling))
+        blocks, stages = (sign, gaussian, self.permutation, scaling), self.cascade - 1
+        for i in range(stages):  # the cascade: square blocks in sequence
+            x = fried_ops.fastfood_transform(x, *(w[i:i + 1] for w in blocks), scale=self.scale,
+                                             units=self.padded_dim)
+        if stages:  # sliced only then: TFLite's lean form reads the whole permutation weight as a constant
+            blocks = tuple(w[stages:] for w in blocks)
+        summed = self.sum_blocks > 1
         y = fried_ops.fastfood_transform(
             x,
-            ops.cast(self.sign, work_dtype),
-            ops.cast(self.gaussian, work_dtype),
-            self.permutation,
-            ops.cast(self.scaling, work_dtype),
+            *blocks,
             scale=self.scale,
-            units=self.units,
+            units=None if summed else self.units,
             between_hadamards=drop,
         )
+        if summed:  # (..., k m d) -> the k groups of m blocks added
+            width = self.num_blocks * self.padded_dim
+            lead = tuple(ops.shape(y)[:-1])
+            y = ops.sum(ops.reshape(y, (-1, self.sum_blocks, width)), axis=1)
+            y = ops.reshape(y, lead + (width,))[..., : self.units]
         return drop(y) if drop else y
 
     def compute_output_shape(self, input_shape):

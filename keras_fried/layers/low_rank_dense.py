@@ -139,14 +139,15 @@ class LowRankDense(DenseLikeLayer):
         Bias, activation and the regularizers and constraints are copied;
         `kwargs` override arguments.
         """
-        arguments = arguments_of_dense(dense, kwargs)  # checks `dense` first
-        layer = cls(dense.units, rank, **arguments)
+        return next(cls.from_dense_sizes(dense, [{"rank": rank}], inputs, **kwargs))
+
+    @classmethod
+    def from_dense_sizes(cls, dense, sizes, inputs=None, **kwargs):
+        """`from_dense` at each rank of `sizes` (`[{"rank": r}, ...]`), one decomposition for all of them."""
+        arguments_of_dense(dense, kwargs)  # checks `dense` first
         kernel, bias = dense_weights(dense)
-        layer.build((None, kernel.shape[0]))
         if inputs is None:
             left, singular, right = np.linalg.svd(kernel, full_matrices=False)
-            root = np.sqrt(singular[:rank])
-            u, v = left[:, :rank] * root, root[:, None] * right[:rank]
         else:
             x = np.asarray(inputs, np.float64).reshape(-1, kernel.shape[0])
             eigenvalues, basis = np.linalg.eigh(x.T @ x / len(x))
@@ -154,9 +155,13 @@ class LowRankDense(DenseLikeLayer):
             root = (basis[:, keep] * np.sqrt(eigenvalues[keep])) @ basis[:, keep].T
             inverse_root = (basis[:, keep] / np.sqrt(eigenvalues[keep])) @ basis[:, keep].T
             left, singular, right = np.linalg.svd(root @ kernel, full_matrices=False)
+            left = inverse_root @ left
+        for size in sizes:
+            rank = size["rank"]
+            layer = cls(dense.units, rank, **arguments_of_dense(dense, kwargs))
+            layer.build((None, kernel.shape[0]))
             scale = np.sqrt(singular[:rank])
-            u, v = inverse_root @ (left[:, :rank] * scale), scale[:, None] * right[:rank]
-        layer.u.assign(u.astype(np.float32))
-        layer.v.assign(v.astype(np.float32))
-        assign_bias(layer, bias)
-        return layer
+            layer.u.assign((left[:, :rank] * scale).astype(np.float32))
+            layer.v.assign((scale[:, None] * right[:rank]).astype(np.float32))
+            assign_bias(layer, bias)
+            yield layer

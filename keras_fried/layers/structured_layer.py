@@ -175,6 +175,18 @@ class StructuredLayer(keras.layers.Layer):
         return [{}]
 
     @classmethod
+    def from_dense_sizes(cls, dense, sizes, inputs=None, **kwargs):
+        """`from_dense` at each of `sizes` (dicts of arguments), one layer at a time (a generator).
+
+        `fry(kind="auto")` starts every size of a kind this way; a kind whose
+        start shares work across sizes (LowRankDense's one decomposition)
+        overrides it. `inputs` is passed to a `data_aware` kind only.
+        """
+        data = {"inputs": inputs} if cls.data_aware and inputs is not None else {}
+        for size in sizes:
+            yield cls.from_dense(dense, **size, **data, **kwargs)
+
+    @classmethod
     def from_search(cls, hp, units, input_dim):
         """A layer with `units` outputs whose other arguments a keras-tuner search draws from `hp`.
 

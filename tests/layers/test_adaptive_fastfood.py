@@ -327,3 +327,46 @@ def test_bad_structured_permutation(cls_name, value):
 
     with pytest.raises(ValueError, match=f"structured_permutation.*Received: structured_permutation={value!r}"):
         getattr(fried_layers, cls_name)(8, structured_permutation=value)
+
+
+@pytest.mark.parametrize("sum_blocks, cascade", [(3, 1), (1, 3), (2, 2)])
+def test_sum_blocks_and_cascade_match_the_explicit_matrices(sum_blocks, cascade):
+    x = np.random.default_rng(0).standard_normal((3, 100)).astype("float32")
+    layer = AdaptiveFastfood(200, seed=2, bias_initializer="random_normal", sum_blocks=sum_blocks, cascade=cascade)
+    y = np.asarray(layer(x))
+    weights = {name: np.asarray(getattr(layer, name), np.float64) for name in ("sign", "gaussian", "scaling")}
+    permutation = np.asarray(layer.permutation)
+
+    def matrix(rows):
+        return fastfood_matrix(weights["sign"][rows], weights["gaussian"][rows], permutation[rows],
+                               weights["scaling"][rows], layer.scale)
+
+    d, m = 128, 2  # 100 inputs padded to 128; 200 outputs need two blocks
+    z = np.concatenate([x, np.zeros((3, d - 100))], -1).astype(np.float64)
+    for stage in range(cascade - 1):
+        z = z @ matrix(slice(stage, stage + 1)).T
+    output = matrix(slice(cascade - 1, None)).reshape(sum_blocks, m * d, d).sum(axis=0)
+    expected = (z @ output.T)[:, :200] + np.asarray(layer.bias)
+    assert max_relative_error(y, expected) < RTOL
+    assert layer.count_params() == 3 * d * (m * sum_blocks + cascade - 1) + 200
+    battery.config_round_trip(layer, x)
+
+
+def test_more_blocks_keep_the_scale_of_one():
+    x = np.random.default_rng(1).standard_normal((64, 256)).astype("float32")
+    one = np.std(np.asarray(AdaptiveFastfood(256, seed=0)(x)))
+    for kwargs in ({"sum_blocks": 4}, {"cascade": 4}):
+        assert abs(np.std(np.asarray(AdaptiveFastfood(256, seed=0, **kwargs)(x))) / one - 1) < 0.15, kwargs
+
+
+@pytest.mark.parametrize("jit_compile", [False, True])
+def test_sum_blocks_and_cascade_train(jit_compile):
+    battery.training_step_lowers_loss(
+        lambda: AdaptiveFastfood(32, activation="relu", sum_blocks=2, cascade=2, seed=0), 30, jit_compile)
+
+
+@pytest.mark.parametrize("argument", ["sum_blocks", "cascade"])
+@pytest.mark.parametrize("value", [0, 1.5, "2"])
+def test_bad_sum_blocks_and_cascade(argument, value):
+    with pytest.raises(ValueError, match=f"argument `{argument}`.*Received: {argument}={value!r}"):
+        AdaptiveFastfood(8, **{argument: value})
