@@ -7,6 +7,8 @@ convolutions; or loads it from --model), then replaces its 800 -> 500 layer:
   SVD), the paper's post-processing baselines;
 - every dense-like kind of keras_fried, started from random and from data
   (`fry(..., data=...)` on --fry-images training images);
+- `auto-10x`: `fry(..., kind="auto", compression=10, data=...)`, the kind and
+  size chosen to fit the whole network in a tenth of its parameters;
 
 and fine-tunes each (Adam, the rate rising linearly from 0 to --learning-rate,
 default 2.5e-3, over the first --warmup (a tenth) of the steps, then a cosine
@@ -63,6 +65,8 @@ ROWS = {
     "sketch-dense-rank-20": ("sketch_dense", {"rank": 20}, ("random", "data"), 10),
     "low-rank-dense-rank-20": ("low_rank_dense", {"rank": 20}, ("random", "data"), 10),
     "hashed-dense-20000": ("hashed_dense", {"num_buckets": 20_000}, ("random", "data"), 10),
+    # Each kind and size measured, the one that fits the whole network in a tenth of its parameters.
+    "auto-10x": ("auto", {"compression": 10}, ("data",), 10),
 }
 
 
