@@ -174,3 +174,10 @@ def test_low_rank_starts_at_every_rank_from_one_decomposition():
         for size, layer in zip(sizes, LowRankDense.from_dense_sizes(dense, sizes, inputs)):
             single = LowRankDense.from_dense(dense, inputs=inputs, **size)
             np.testing.assert_allclose(np.asarray(layer.u), np.asarray(single.u), rtol=1e-6, atol=1e-7)
+
+
+def test_the_markdown_report_says_why():
+    _, report = keras_fried.fry(_low_rank_model(), "auto", tolerance=0.01, layers=["low"],
+                                candidates=["low_rank_dense"], return_report=True)
+    text = keras_fried.surgery.markdown(report)
+    assert "| low | LowRankDense |" in text and "\n- low: auto: the smallest candidate within tolerance 0.01" in text
