@@ -21,6 +21,9 @@ LAYERS = {
     "SketchDense": (lambda: layers.SketchDense(50, 5, 2, seed=0), (100,)),
     "LowRankDense": (lambda: layers.LowRankDense(50, 5, seed=0), (100,)),
     "HashedDense": (lambda: layers.HashedDense(50, 300, seed=0), (100,)),
+    # TFLite dropped a ReLU after the hashed storage's BATCH_MATMUL when no bias ADD held it.
+    "HashedDense-relu-no-bias": (lambda: layers.HashedDense(50, 300, seed=0, activation="relu", use_bias=False),
+                                 (100,)),
     "HashedDense-folded": (lambda: layers.HashedDense(50, 300, seed=0, tflite_storage="folded"), (100,)),
     "SketchConv2D": (lambda: layers.SketchConv2D(6, 3, rank=2, seed=0), (8, 8, 4)),
 }

@@ -174,7 +174,11 @@ class HashedDense(DenseLikeLayer):
         return ops.take(self.w, index) * ops.cast(sign, self.w.dtype)
 
     def transform(self, inputs, training=False):
-        return ops.matmul(inputs, ops.cast(self.kernel(inputs), self.compute_dtype))
+        y = ops.matmul(inputs, ops.cast(self.kernel(inputs), self.compute_dtype))
+        if self.tflite_storage == "hashed" and hashing.tracing_for_tflite():
+            # An ADD that keeps the activation TFLite would drop (see hashing.anchored_zero).
+            y = y + hashing.anchored_zero(inputs, y.dtype)
+        return y
 
     def compute_output_shape(self, input_shape):
         return tuple(input_shape[:-1]) + (self.units,)

@@ -116,6 +116,19 @@ def tracing_for_tflite():
     return builtin_ops_only_active()
 
 
+def anchored_zero(anchor, dtype):
+    """A `(1,)` tensor of 0 in `dtype` that the TFLite converter cannot fold: computed from `anchor`.
+
+    Also added to a layer's product whose right side is computed in the graph:
+    TFLite drops an activation after a BATCH_MATMUL with a computed right side
+    (measured with TensorFlow 2.21: relu(x @ K) converted to BATCH_MATMUL alone,
+    no RELU), while one fused into this ADD is kept.
+    """
+    import tensorflow as tf
+
+    return tf.cast(tf.cast(tf.reshape(anchor, [-1])[:1], tf.int32) * 0, dtype)
+
+
 def hashed_weight_tables_traced(rows, cols, num_buckets, seed, anchor):
     """The polynomial hash's `(index, sign)` computed in a TensorFlow graph, for TFLite builtin ops.
 
@@ -133,7 +146,7 @@ def hashed_weight_tables_traced(rows, cols, num_buckets, seed, anchor):
 
     check_hashable(rows, cols, num_buckets, "polynomial")
     a, b, c = polynomial_hash_coefficients(seed)
-    zero = tf.cast(tf.cast(tf.reshape(anchor, [-1])[:1], tf.int32) * 0, tf.int64)[:, None]
+    zero = anchored_zero(anchor, tf.int64)[:, None]
     row_keys = tf.maximum(tf.range(rows, dtype=tf.int64)[:, None] * cols, zero)
     keys = row_keys + tf.range(cols, dtype=tf.int64)[None, :]
     g = tf.math.floormod(tf.math.floormod(a * keys + b, PRIME) * keys + c, PRIME)
