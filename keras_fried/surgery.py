@@ -226,7 +226,7 @@ def _fit_layer(new, old, how, x, on_data, epochs, batch_size, verbose):
     On data (`on_data`), every start but a data-aware closed form on it is
     fitted; on probe inputs (no data), only the kinds with no closed form.
     """
-    if epochs == 0 or (how.endswith("on data") if on_data else type(new).closed_form):
+    if epochs == 0 or (type(new).data_aware if on_data else type(new).closed_form):
         return how
     _distill_layer(new, old, x, epochs, batch_size, verbose)
     return how + (", then fitted to the outputs on data" if on_data else
