@@ -21,6 +21,12 @@ Two training protocols:
   chosen from a small grid on a validation split (the last 10,000 training
   images; the test set is not used for it) and reported in the table.
 
+Options that test why the fried rows trail the paper (docs/mnist.md, "What moves
+the fried rows"; examples/table1_hypotheses.py runs them all): --init caffe
+(Caffe's "xavier" filler), --bias-lr-mult 2 (Caffe's bias learning rate),
+--dropout-rate (e.g. lower inner-dropout rates), --sigma-grid (the non-adaptive
+Fastfood's bandwidths). Options that do not combine are refused before training.
+
 Results are written after every finished run; rerunning the same command into
 the same --out skips the runs already done (--overwrite starts over).
 
@@ -71,10 +77,13 @@ OTHER_LAYERS = {
 }
 MODELS = list(PAPER)
 PROTOCOLS = ("adam", "paper")
-# Bandwidths tried for the non-adaptive Fastfood, relative to sqrt(d).
+# Bandwidths tried for the non-adaptive Fastfood, relative to sqrt(d) (--sigma-grid).
 SIGMA_GRID = (0.5, 1.0, 2.0)
 # What a finished run depends on: a rerun with other values cannot reuse it.
 SETTINGS = ("protocol", "epochs", "iterations", "batch_size", "learning_rate", "lr_schedule", "quick", "data_dir")
+# The options of the Table 1 study (docs/mnist.md, "What moves the fried rows") and their defaults. A
+# results.json records one only where it differs, so files made before these options existed still resume.
+STUDY_DEFAULTS = {"init": "keras", "bias_lr_mult": 1.0, "dropout_rate": 0.5, "sigma_grid": list(SIGMA_GRID)}
 # Each protocol's committed table (three seeds, the protocol's defaults), for the closing printout.
 COMMITTED_TABLES = {
     "adam": ("docs/mnist.md, section \"Under our recipe\"", "docs/results/table1_adam/results.md"),
@@ -96,11 +105,21 @@ def fit_verbosity(verbose):
     return 2 if verbose == 1 and not sys.stdout.isatty() else verbose
 
 
-def fully_connected(name, seed, sigma_relative=1.0, regularizer=None, inner_dropout=0.0):
+def caffe_xavier():
+    """Caffe's "xavier" filler as its LeNet example uses it: uniform, variance 1 / fan_in.
+
+    (Keras' default, Glorot uniform, has variance 2 / (fan_in + fan_out): 10x
+    smaller for the first convolution, whose fan_out is 20 x 25.)
+    """
+    return keras.initializers.VarianceScaling(1.0, mode="fan_in", distribution="uniform")
+
+
+def fully_connected(name, seed, sigma_relative=1.0, regularizer=None, inner_dropout=0.0, init="keras"):
     """The FC layer of each Table 1 row, followed by its ReLU."""
     decay = {"kernel_regularizer": regularizer(), "bias_regularizer": regularizer()} if regularizer else {}
     if name == "reference":
-        return [keras.layers.Dense(500, activation="relu", name="fc", **decay)]
+        kernel = {"kernel_initializer": caffe_xavier()} if init == "caffe" else {}
+        return [keras.layers.Dense(500, activation="relu", name="fc", **decay, **kernel)]
     if name in OTHER_LAYERS:
         return [OTHER_LAYERS[name](activation="relu", seed=seed, name="fc", **decay)]
     features = int(name.rsplit("-", 1)[1])
@@ -116,25 +135,32 @@ def fully_connected(name, seed, sigma_relative=1.0, regularizer=None, inner_drop
     ]
 
 
-def build_model(name, dropout, seed, sigma_relative=1.0, weight_decay=0.0):
+def build_model(name, dropout, seed, sigma_relative=1.0, weight_decay=0.0, dropout_rate=0.5, init="keras"):
     """The network; `dropout` is "none", "after" (a Dropout layer after the FC
-    layer's ReLU) or "inner" (inside the Fastfood layers, see their `inner_dropout`)."""
+    layer's ReLU) or "inner" (inside the Fastfood layers, see their `inner_dropout`),
+    at `dropout_rate`. `init="caffe"` starts the convolutions, the classifier and
+    the reference's Dense with Caffe's "xavier" filler (a fried layer keeps its own)."""
     # Caffe's weight decay is an L2 term on every weight and bias, 0.5 wd ||w||^2.
     regularizer = (lambda: keras.regularizers.L2(weight_decay / 2)) if weight_decay else None
-    decay = {"kernel_regularizer": regularizer(), "bias_regularizer": regularizer()} if regularizer else {}
-    head = fully_connected(name, seed, sigma_relative, regularizer, 0.5 if dropout == "inner" else 0.0)
+
+    def layer_arguments():  # fresh objects for each layer
+        decay = {"kernel_regularizer": regularizer(), "bias_regularizer": regularizer()} if regularizer else {}
+        return {**decay, "kernel_initializer": caffe_xavier()} if init == "caffe" else decay
+
+    inner_rate = dropout_rate if dropout == "inner" else 0.0
+    head = fully_connected(name, seed, sigma_relative, regularizer, inner_rate, init)
     if dropout == "after":
-        head.append(keras.layers.Dropout(0.5))
+        head.append(keras.layers.Dropout(dropout_rate))
     return keras.Sequential(
         [
             keras.Input((28, 28, 1)),
-            keras.layers.Conv2D(20, 5, name="conv1", **decay),
+            keras.layers.Conv2D(20, 5, name="conv1", **layer_arguments()),
             keras.layers.MaxPooling2D(2),
-            keras.layers.Conv2D(50, 5, name="conv2", **decay),
+            keras.layers.Conv2D(50, 5, name="conv2", **layer_arguments()),
             keras.layers.MaxPooling2D(2),
             keras.layers.Flatten(),
             *head,
-            keras.layers.Dense(10, activation="softmax", name="classifier", **decay),
+            keras.layers.Dense(10, activation="softmax", name="classifier", **layer_arguments()),
         ],
         name=name,
     )
@@ -163,16 +189,36 @@ def dropout_mode(name, args):
 DROPOUT_LABELS = {"none": "", "after": " + dropout", "inner": " + inner dropout"}
 
 
+def with_bias_learning_rate(optimizer_class, multiplier):
+    """`optimizer_class` whose steps on biases use `multiplier` times the learning rate.
+
+    Caffe's `lr_mult` on a bias blob (2 in its LeNet example): the rate scales
+    the whole step, weight decay included, as Caffe's local rate does.
+    """
+    if multiplier == 1:
+        return optimizer_class
+
+    class BiasRateOptimizer(optimizer_class):
+        def update_step(self, gradient, variable, learning_rate):
+            if variable.name == "bias":
+                learning_rate = learning_rate * multiplier
+            return super().update_step(gradient, variable, learning_rate)
+
+    BiasRateOptimizer.__name__ = f"{optimizer_class.__name__}BiasRate{multiplier:g}"
+    return BiasRateOptimizer
+
+
 def training_setup(args, train_examples):
     """(optimizer, weight decay, steps per epoch, epochs) of the protocol."""
     if args.protocol == "paper":
         steps = 1000 if args.iterations >= 1000 else args.iterations
-        return keras.optimizers.SGD(CaffeInv(args.learning_rate), momentum=0.9), 5e-4, steps, args.iterations // steps
+        sgd = with_bias_learning_rate(keras.optimizers.SGD, args.bias_lr_mult)
+        return sgd(CaffeInv(args.learning_rate), momentum=0.9), 5e-4, steps, args.iterations // steps
     steps = -(-train_examples // args.batch_size)
     schedule = args.learning_rate
     if args.lr_schedule == "cosine":
         schedule = keras.optimizers.schedules.CosineDecay(args.learning_rate, decay_steps=args.epochs * steps)
-    return keras.optimizers.Adam(schedule), 0.0, steps, args.epochs
+    return with_bias_learning_rate(keras.optimizers.Adam, args.bias_lr_mult)(schedule), 0.0, steps, args.epochs
 
 
 def load_or_exit(data_dir, limits=(None, None), scale=255.0):
@@ -203,7 +249,8 @@ def fit_and_evaluate(name, args, seed, train, test, sigma_relative=1.0, save_pat
     """Trains one row with one seed; returns its test error and facts."""
     keras.utils.set_random_seed(seed)
     optimizer, weight_decay, steps, epochs = training_setup(args, len(train[0]))
-    model = build_model(name, dropout_mode(name, args), seed, sigma_relative, weight_decay)
+    model = build_model(name, dropout_mode(name, args), seed, sigma_relative, weight_decay, args.dropout_rate,
+                        args.init)
     model.compile(optimizer=optimizer, loss="sparse_categorical_crossentropy", metrics=["accuracy"])
     start = time.time()
     history = model.fit(
@@ -233,7 +280,7 @@ def select_sigma(name, args, seed, train):
     split = len(x) - min(10_000, len(x) // 6)
     fit, validation = (x[:split], y[:split]), (x[split:], y[split:])
     errors = {}
-    for relative in SIGMA_GRID:
+    for relative in args.sigma_grid:
         print(f"  {name}: sigma = {relative:g} sqrt(d) on the validation split", flush=True)
         errors[f"{relative:g}"] = fit_and_evaluate(name, args, seed, fit, validation, relative)["test_error"]
     best = min(errors, key=errors.get)
@@ -364,12 +411,18 @@ def describe_run(args, seeds, train_examples):
              f"{section} ({table}). The paper columns are the paper's Table 1, trained with its protocol.")
     defaults = parse_args(["--protocol", args.protocol])
     length = "iterations" if args.protocol == "paper" else "epochs"
-    changed = [f"--{k.replace('_', '-')} {getattr(args, k)}"
-               for k in (length, "batch_size", "learning_rate", "lr_schedule", "dropout")
+    changed = [f"--{k.replace('_', '-')} {option_value(getattr(args, k))}"
+               for k in (length, "batch_size", "learning_rate", "lr_schedule", "dropout", *STUDY_DEFAULTS)
                if not (args.protocol == "paper" and k == "lr_schedule") and getattr(args, k) != getattr(defaults, k)]
     if changed:
         after += f" That table used the defaults; this run changed {', '.join(changed)}."
     return "", after
+
+
+def option_value(value):
+    """A value as it is typed on the command line: `0.125 0.25` for a list."""
+    return " ".join(f"{v:g}" for v in value) if isinstance(value, list) else f"{value:g}" if isinstance(
+        value, float) else str(value)
 
 
 def parse_args(argv):
@@ -386,6 +439,19 @@ def parse_args(argv):
                         help="dropout 0.5: on (the bare flag; after the FC layer), off, paper (after the "
                              "fried rows' FC layer only) or inner (inside the fried layers, where the paper "
                              "put it; the reference gets none); default off for adam, paper for paper")
+    parser.add_argument("--dropout-rate", type=float, default=0.5,
+                        help="the rate of the dropout that --dropout sets (default 0.5); with --dropout inner, "
+                             "the rate in each of its three places")
+    parser.add_argument("--init", choices=["keras", "caffe"], default="keras",
+                        help="keras (default): Keras' Glorot uniform kernels. caffe: the \"xavier\" filler of "
+                             "Caffe's LeNet (uniform, variance 1 / fan_in) for the convolutions, the classifier "
+                             "and the reference's Dense; a Fastfood layer keeps its own start")
+    parser.add_argument("--bias-lr-mult", type=float, default=1.0,
+                        help="learning rate of every bias relative to the weights' (Caffe's lr_mult; its LeNet "
+                             "example uses 2); default 1")
+    parser.add_argument("--sigma-grid", type=float, nargs="+", default=list(SIGMA_GRID),
+                        help="bandwidths tried for the non-adaptive Fastfood rows, relative to sqrt(d) "
+                             "(default 0.5 1 2)")
     parser.add_argument("--lr-schedule", choices=["cosine", "constant"], default="cosine",
                         help="adam protocol: cosine decay to zero (default) or a constant learning rate")
     parser.add_argument("--seeds", type=int, default=1, help="seeds per row: --seed, --seed + 1, ...")
@@ -405,6 +471,9 @@ def parse_args(argv):
                              "its errors are not comparable with the paper's")
     parser.add_argument("--save-models", action="store_true",
                         help="also save every trained model as <out>/<model>[-dropout]-seed<k>.keras")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="TensorFlow threads per operation (default: all cores); 1 lets runs side by side "
+                             "share the CPU")
     parser.add_argument("--verbose", type=int, default=1, help=VERBOSE_HELP)
     args = parser.parse_args(argv)
     args.verbose = fit_verbosity(args.verbose)
@@ -423,15 +492,48 @@ def parse_args(argv):
     for name in ("epochs", "iterations", "select_iterations", "batch_size", "seeds"):
         if getattr(args, name) <= 0:
             parser.error(f"--{name.replace('_', '-')} must be positive, got {getattr(args, name)}")
+    refusal = combination_error(args)
+    if refusal:
+        parser.error(refusal)
     return args
+
+
+def combination_error(args):
+    """Why these options cannot run together (checked before any data is loaded), or None."""
+    if not 0 < args.dropout_rate < 1:
+        return f"--dropout-rate must be in (0, 1). Received: {args.dropout_rate:g}"
+    if args.dropout_rate != 0.5 and all(dropout_mode(name, args) == "none" for name in args.models):
+        return (f"--dropout-rate {args.dropout_rate:g} sets the rate of a dropout that none of the rows has "
+                f"(--dropout {args.dropout}, models {' '.join(args.models)}). Pass --dropout on, paper or inner.")
+    if args.bias_lr_mult <= 0:
+        return f"--bias-lr-mult must be positive. Received: {args.bias_lr_mult:g}"
+    if args.threads is not None and args.threads <= 0:
+        return f"--threads must be positive. Received: {args.threads}"
+    if any(sigma <= 0 for sigma in args.sigma_grid):
+        return f"--sigma-grid takes positive bandwidths. Received: {' '.join(f'{v:g}' for v in args.sigma_grid)}"
+    with_sigma = [name for name in args.models if name.startswith("fastfood")]
+    if args.sigma_grid != list(SIGMA_GRID) and not with_sigma:
+        return (f"--sigma-grid chooses the bandwidth of the non-adaptive Fastfood rows (fastfood-1024, "
+                f"fastfood-2048), and none is in --models ({' '.join(args.models)}): AdaptiveFastfood learns "
+                "its scale and has no sigma.")
+    without_caffe = [name for name in args.models if name in OTHER_LAYERS]
+    if args.init == "caffe" and without_caffe:
+        return (f"--init caffe starts Table 1's networks as the paper's Caffe LeNet did; {', '.join(without_caffe)} "
+                "are not in the paper and have no Caffe initialisation. Leave them out of --models, or use "
+                "--init keras.")
+    return None
 
 
 def main(argv=None):
     args = parse_args(argv)
+    if args.threads:
+        tf.config.threading.set_intra_op_parallelism_threads(args.threads)
+        tf.config.threading.set_inter_op_parallelism_threads(args.threads)
     scale = 256.0 if args.protocol == "paper" else 255.0  # Caffe's LeNet: 0.00390625
     train, test = load_or_exit(args.data_dir, (2000, 1000) if args.quick else (None, None), scale)
     os.makedirs(args.out, exist_ok=True)
     settings = {k: getattr(args, k) for k in SETTINGS}
+    settings.update({k: getattr(args, k) for k, default in STUDY_DEFAULTS.items() if getattr(args, k) != default})
     results = ResultsFile(os.path.join(args.out, "results.json"), settings, args.overwrite)
     seeds = list(range(args.seed, args.seed + args.seeds))
     before_table, after_table = describe_run(args, seeds, len(train[0]))
