@@ -11,6 +11,7 @@ the layers where it lowers the errors most (a greedy walk up each layer's
 frontier of parameters against error). `surgery.fry` does the rest.
 """
 
+import inspect
 import warnings
 
 import numpy as np
@@ -22,13 +23,14 @@ from keras_fried import arguments
 PROBES = 1024
 
 
-def check_targets(kind, max_params, compression, tolerance, candidates, strict, model_params, dense_kinds):
+def check_targets(kind, max_params, compression, tolerance, candidates, strict, validate, model_params,
+                  dense_kinds):
     """Validates the auto-search arguments; returns `(budget, tolerance, candidate classes)`.
 
     `budget` is the whole model's parameter limit (None without one).
     """
     given = {"max_params": max_params, "compression": compression, "tolerance": tolerance,
-             "candidates": candidates}
+             "candidates": candidates, "validate": validate}
     if kind != "auto":
         extra = sorted(name for name, value in given.items() if value is not None)
         if extra:
@@ -39,6 +41,11 @@ def check_targets(kind, max_params, compression, tolerance, candidates, strict, 
             )
         return None, None, None
     arguments.boolean(strict, "strict")
+    if validate is not None and not callable(validate):
+        raise ValueError(
+            "Received an invalid value for argument `validate`, expected a function of a fried model that "
+            f"returns a number to minimise (e.g. a validation error). Received: validate={validate!r}"
+        )
     if max_params is None and compression is None and tolerance is None:
         raise ValueError(
             "`kind='auto'` needs a target: `max_params` (the whole model's parameters), `compression` "
@@ -191,4 +198,85 @@ def choose(measured, budget, tolerance, fixed_params, strict, path):
         tried = ", ".join(f"{describe(c['cls'], c['size'])}: {c['params']:,} params, error {c['error']:.3g}"
                           for c in sorted(measured[layer], key=lambda c: c["params"]))
         result[layer] = candidate, f"auto: {why}; error {candidate['error']:.3g}. Measured: {tried}"
+    return result
+
+
+def finalists(measured, budget, tolerance, fixed_params, strict, path):
+    """`[(label, {layer: (candidate, why)})]` for `validate` to judge: the choice among every kind (as
+    `choose` makes it), then each kind's own (every layer of that kind) where that kind alone meets the
+    target; the same choice is listed once."""
+    kinds = {}
+    for options in measured.values():
+        for candidate in options:
+            kinds.setdefault(candidate["cls"].kind, candidate["cls"])
+    result = [("every kind", choose(measured, budget, tolerance, fixed_params, strict, path))]
+    for kind in sorted(kinds):
+        alone = {layer: [c for c in options if c["cls"].kind == kind] for layer, options in measured.items()}
+        if not all(alone.values()):
+            continue
+        try:
+            choice = choose(alone, budget, tolerance, fixed_params, True, path)
+        except ValueError:  # this kind alone misses the target
+            continue
+        result.append((kind, choice))
+    unique, seen = [], set()
+    for label, choice in result:
+        key = tuple(id(candidate) for candidate, _ in choice.values())
+        if key not in seen:
+            seen.add(key)
+            unique.append((label, choice))
+    return unique
+
+
+def size_value(cls, size):
+    """The value of `cls.size_argument` in `size`, or the constructor's default where `size` leaves it out."""
+    if cls.size_argument in size:
+        return size[cls.size_argument]
+    return inspect.signature(cls.__init__).parameters[cls.size_argument].default
+
+
+def grown(candidate, options, room):
+    """`candidate`'s size arguments with `size_argument` raised to use at most `room` more parameters.
+
+    The parameters per step come from the measured candidates of the same
+    class that differ only in that argument (they grow linearly in it).
+    Returns `(size, params)`, or None where it cannot grow.
+    """
+    cls, size = candidate["cls"], candidate["size"]
+    if cls.size_argument is None:
+        return None
+    others = {k: v for k, v in size.items() if k != cls.size_argument}
+    family = {size_value(cls, c["size"]): c["params"] for c in options if c["cls"] is cls
+              and {k: v for k, v in c["size"].items() if k != cls.size_argument} == others}
+    if len(family) < 2:
+        return None
+    (low, low_params), (high, high_params) = sorted(family.items())[:2]
+    step = (high_params - low_params) / (high - low)
+    steps = int(room // step) if step > 0 else 0
+    if steps < 1:
+        return None
+    value = size_value(cls, size) + steps
+    return {**size, cls.size_argument: value}, candidate["params"] + int(round(steps * step))
+
+
+def fill(choice, measured, budget, fixed_params, layer_params):
+    """`choice` with each layer grown (`grown`) to share what the budget leaves: `{layer: (candidate, why)}`.
+
+    A grown candidate has `"grown": True` and no measured error. Each layer
+    gets an equal share of the room, never more than the layer it replaces.
+    """
+    room = budget - fixed_params - sum(candidate["params"] for candidate, _ in choice.values())
+    result = dict(choice)
+    layers = [layer for layer, (candidate, _) in choice.items() if candidate["cls"].size_argument is not None]
+    for index, layer in enumerate(layers):
+        candidate, why = choice[layer]
+        share = min(room // (len(layers) - index), layer_params[layer] - 1 - candidate["params"])
+        bigger = grown(candidate, measured[layer], share)
+        if bigger is None:
+            continue
+        size, params = bigger
+        room -= params - candidate["params"]
+        result[layer] = ({**candidate, "size": size, "kwargs": {**candidate["kwargs"], **size}, "params": params,
+                          "error": None, "grown": True},
+                         f"{why}; then raised to {describe(candidate['cls'], size)} to fill the budget")
     return result

@@ -238,12 +238,11 @@ def _preactivation_error(new, old, x):
     return float(np.linalg.norm(_preactivation(new, x) - expected) / np.linalg.norm(expected))
 
 
-def _auto_start(graph, targets, recorded, search, strict, distill_epochs, batch_size, verbose):
-    """Steps 2 and 3 of `kind="auto"`: every candidate measured, the choice made, the chosen started.
+def _measure_candidates(targets, recorded, classes, distill_epochs, batch_size, verbose):
+    """Step 2 of `kind="auto"`: every candidate started, fitted and measured.
 
-    Returns `{old: (new, how, why)}`.
+    Returns `{old: [candidate, ...]}` (see `fry_search.choose`) and `{old: the inputs measured on}`.
     """
-    budget, tolerance, classes = search
     measured, inputs = {}, {}
     for old, (_, given) in targets.items():
         on_data = id(old) in recorded
@@ -258,16 +257,75 @@ def _auto_start(graph, targets, recorded, search, strict, distill_epochs, batch_
                                       "params": new.count_params(),
                                       "error": _preactivation_error(new, old, x)})
                 del new  # a VGG-sized candidate holds hundreds of MB: refitted below if chosen
-    fixed = graph.model.count_params() - sum(old.count_params() for old in targets)
-    chosen = fry_search.choose(measured, budget, tolerance, fixed, strict, graph.path)
+    return measured, inputs
+
+
+def _fry_choice(graph, model, choice, recorded, inputs, data, distill_epochs, output_distill_epochs, batch_size,
+                verbose):
+    """Steps 3 and 4 of `kind="auto"` for one choice `{old: (candidate, why)}`: the fried model, `{old: (new, how)}`."""
     started = {}
-    for old, (candidate, why) in chosen.items():
+    for old, (candidate, _) in choice.items():
         on_data = id(old) in recorded
         new, how = _start(old, candidate["cls"], candidate["kwargs"], inputs[old] if on_data else None,
                           random=False)
-        how = _fit_layer(new, old, how, inputs[old], on_data, distill_epochs, batch_size, verbose)
-        started[old] = new, how, why
-    return started
+        started[old] = new, _fit_layer(new, old, how, inputs[old], on_data, distill_epochs, batch_size, verbose)
+    fried = clone_replacing(graph.model, lambda layer: started[layer][0] if layer in started else None)
+    if data is not None:  # each layer is fitted already: only the model's outputs are left
+        _distill(fried, model, started, recorded, data, 0, output_distill_epochs, batch_size, verbose)
+    return fried, started
+
+
+def _validate_score(validate, fried):
+    """`validate` of a copy of `fried` (which it may train), as a float; a ValueError if it is not a finite number."""
+    copy = keras.models.clone_model(fried)
+    copy.set_weights(fried.get_weights())
+    score = validate(copy)
+    if not arguments.is_number(score) or not np.isfinite(float(score)):
+        raise ValueError(
+            "`validate` must return a finite number to minimise (e.g. a validation error). "
+            f"Received: {score!r}"
+        )
+    return float(score)
+
+
+def _choice_line(choice, path):
+    return ", ".join(f"{path(old)}: {fry_search.describe(c['cls'], c['size'])}" for old, (c, _) in choice.items())
+
+
+def _auto_fry(graph, model, targets, recorded, data, search, strict, validate, distill_epochs,
+              output_distill_epochs, batch_size, verbose):
+    """Steps 2-4 of `kind="auto"`: the fried model, `{old: (new, how)}` and `{old: why}`.
+
+    Without `validate`, `fry_search.choose` decides. With it, each finalist
+    (`fry_search.finalists`, grown to fill a budget) is fried in full and the
+    one `validate` scores lowest is kept.
+    """
+    budget, tolerance, classes = search
+    measured, inputs = _measure_candidates(targets, recorded, classes, distill_epochs, batch_size, verbose)
+    fixed = graph.model.count_params() - sum(old.count_params() for old in targets)
+    if validate is None:
+        choice = fry_search.choose(measured, budget, tolerance, fixed, strict, graph.path)
+        fried, started = _fry_choice(graph, model, choice, recorded, inputs, data, distill_epochs,
+                                     output_distill_epochs, batch_size, verbose)
+        return fried, started, {old: why for old, (_, why) in choice.items()}
+    options = fry_search.finalists(measured, budget, tolerance, fixed, strict, graph.path)
+    if budget is not None:
+        layer_params = {old: old.count_params() for old in targets}
+        options = [(label, fry_search.fill(choice, measured, budget, fixed, layer_params))
+                   for label, choice in options]
+    best, scores = None, []
+    for label, choice in options:
+        fried, started = _fry_choice(graph, model, choice, recorded, inputs, data, distill_epochs,
+                                     output_distill_epochs, batch_size, verbose)
+        score = _validate_score(validate, fried)
+        scores.append(f"{label} ({_choice_line(choice, graph.path)}): {score:.4g}")
+        if best is None or score < best[0]:
+            best = score, label, fried, started, choice
+        del fried, started  # the best is kept in `best`: a large model is not held twice
+    score, label, fried, started, choice = best
+    judged = (f"; of {len(options)} finalists, validate() scored this one ({label}) lowest: "
+              + "; ".join(scores))
+    return fried, started, {old: why + judged for old, (_, why) in choice.items()}
 
 
 def _output_loss(teacher):
@@ -384,6 +442,7 @@ def fry(
     tolerance=None,
     candidates=None,
     strict=True,
+    validate=None,
     **layer_kwargs,
 ):
     """A copy of `model` whose Dense layers are keras_fried layers started from the old weights.
@@ -421,7 +480,13 @@ def fry(
     `data`, else on the probes). Then each layer gets the smallest candidate
     within `tolerance`, or the budget goes, a step at a time, to the layer
     whose error it lowers most per parameter; the chosen layers are fitted
-    together to the model's outputs on `data`. "auto" is not the default: it
+    together to the model's outputs on `data`. These errors say how well a
+    new layer copies the old one, not how well the network fine-tunes
+    afterwards; with `validate` (a function of a fried model returning a
+    number to minimise, e.g. the validation error after a short
+    fine-tuning) auto also fries, in full, the best choice of each kind on
+    its own, each grown to fill the budget (`size_argument`), and keeps the
+    one `validate` scores lowest. "auto" is not the default: it
     needs a target, and it starts and fits every candidate (about 2 minutes
     for an MLP with two 1024-wide layers with data on 2 cores) where a given
     kind takes seconds. Each
@@ -478,6 +543,12 @@ def fry(
         strict: With `kind="auto"`: whether a target that no choice meets
             raises (the default), or is met as closely as possible with a
             warning that says by how much it missed.
+        validate: With `kind="auto"`: None (the default; the layer errors
+            decide), or a function `model -> float` that scores a fried
+            model, lower is better. It gets a copy, which it may compile and
+            train (a short fine-tuning on held-out labelled data predicts the
+            fine-tuned accuracy better than any layer error does); the model
+            returned is the best finalist as fry left it.
         **layer_kwargs: Arguments of every new layer (`rank`, `num_buckets`,
             `seed`, ...); with `kind="auto"`, not the sizes it chooses.
 
@@ -518,16 +589,12 @@ def fry(
     """
     graph, targets, data, search = _plan(
         model, kind, layers, data, conv_kind, conv_arguments, start, distill_epochs, output_distill_epochs,
-        batch_size, verbose, layer_kwargs, (max_params, compression, tolerance, candidates, strict))
+        batch_size, verbose, layer_kwargs, (max_params, compression, tolerance, candidates, strict, validate))
     recorded = record_inputs(model, list(targets), data, batch_size) if data is not None else {}
     choices = None
     if kind == "auto":
-        chosen = _auto_start(graph, targets, recorded, search, strict, distill_epochs, batch_size, verbose)
-        started = {old: (new, how) for old, (new, how, _) in chosen.items()}
-        choices = {old: why for old, (_, _, why) in chosen.items()}
-        fried = clone_replacing(graph.model, lambda layer: started[layer][0] if layer in started else None)
-        if data is not None:  # each layer is fitted already: only the model's outputs are left
-            _distill(fried, model, started, recorded, data, 0, output_distill_epochs, batch_size, verbose)
+        fried, started, choices = _auto_fry(graph, model, targets, recorded, data, search, strict, validate,
+                                            distill_epochs, output_distill_epochs, batch_size, verbose)
     else:
         fried, started = _start_layers(graph, targets, recorded, random=start == "random")
         if data is not None:

@@ -181,3 +181,75 @@ def test_the_markdown_report_says_why():
                                 candidates=["low_rank_dense"], return_report=True)
     text = keras_fried.surgery.markdown(report)
     assert "| low | LowRankDense |" in text and "\n- low: auto: the smallest candidate within tolerance 0.01" in text
+
+
+def _kinds(model):
+    return {layer.name: type(layer).__name__ for layer in model.layers}
+
+
+def test_validate_keeps_the_finalist_it_scores_lowest_grown_to_the_budget():
+    model = _low_rank_model(rank=2)
+    before = _weights(model)
+    budget = 2_500
+    seen = []
+
+    def prefers_hashing(fried):  # a score that the layer errors would never give
+        seen.append(_kinds(fried))
+        fried.get_layer("low").trainable = False  # the copy is validate's to change
+        return 0.0 if _kinds(fried)["low"] == "HashedDense" else 1.0
+
+    fried, report = keras_fried.fry(model, "auto", max_params=budget, candidates=["low_rank_dense", "hashed_dense"],
+                                    validate=prefers_hashing, return_report=True)
+    assert _kinds(fried)["low"] == _kinds(fried)["full"] == "HashedDense"
+    assert fried.get_layer("low").trainable  # the copy was scored, not the model returned
+    # Finalists: the choice among both kinds (low rank: its errors are lowest), then each kind alone.
+    assert {"LowRankDense", "HashedDense"} <= {kinds["low"] for kinds in seen} and len(seen) == 2
+    # Grown to fill the budget: within it, and larger than any measured size of its budget share.
+    params = keras_fried.count_params(fried)
+    assert budget - 3 <= params <= budget
+    choice = report[0]["choice"]
+    assert "raised to hashed_dense(num_buckets=" in choice and "validate() scored this one (hashed_dense)" in choice
+    for old, new in zip(before, _weights(model)):
+        np.testing.assert_array_equal(old, new)
+
+
+def test_validate_with_data_fries_each_finalist_on_it():
+    model = _low_rank_model(rank=2)
+    x = np.random.default_rng(1).standard_normal((256, 64)).astype("float32")
+    scores = {}
+
+    def output_error(fried):  # the fried model's error on the data: decides by the model's outputs
+        error = float(np.mean((fried.predict(x, verbose=0) - model.predict(x, verbose=0)) ** 2))
+        scores[_kinds(fried)["low"]] = error
+        return error
+
+    fried, report = keras_fried.fry(model, "auto", compression=5, data=x, validate=output_error,
+                                    candidates=["low_rank_dense", "circulant"], return_report=True)
+    assert keras_fried.count_params(fried) <= model.count_params() // 5
+    assert _kinds(fried)["low"] == min(scores, key=scores.get)
+    assert "then to the model's outputs on data" in report[0]["start"]
+
+
+@pytest.mark.parametrize("validate, message", [
+    ("error", "argument `validate`, expected a function"),
+    (lambda fried: float("nan"), "must return a finite number.*Received: nan"),
+    (lambda fried: "low", "must return a finite number.*Received: 'low'"),
+])
+def test_bad_validate(validate, message):
+    model = _low_rank_model()
+    with pytest.raises(ValueError, match=message):
+        keras_fried.fry(model, "auto", compression=4, candidates=["low_rank_dense"], validate=validate)
+
+
+def test_validate_needs_kind_auto():
+    with pytest.raises(ValueError, match="`validate` chooses the layers of `kind='auto'`"):
+        keras_fried.fry(_low_rank_model(), "circulant", validate=lambda fried: 0.0)
+
+
+def test_a_grown_size_keeps_the_parameters_per_step_of_its_family():
+    cls = keras_fried.layers.LowRankDense
+    options = [{"cls": cls, "size": {"rank": r}, "params": r * 112 + 48} for r in (1, 2, 4)]
+    size, params = fry_search.grown(options[2], options, room=300)
+    assert size == {"rank": 6} and params == 6 * 112 + 48
+    assert fry_search.grown(options[2], options, room=100) is None  # less than a step
+    assert fry_search.grown({"cls": keras_fried.layers.Circulant, "size": {}, "params": 10}, [], 1_000) is None

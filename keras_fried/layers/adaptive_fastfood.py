@@ -119,6 +119,7 @@ class AdaptiveFastfood(FastfoodBase, DenseLikeLayer):
     """
 
     kind = "adaptive_fastfood"
+    size_argument = "sum_blocks"
     replaces = keras.layers.Dense
     diagonals_trainable = True
     # The magnitude of layers saved before `diagonal_magnitude` existed (0.1).
@@ -190,8 +191,13 @@ class AdaptiveFastfood(FastfoodBase, DenseLikeLayer):
 
     @classmethod
     def size_options(cls, input_dim, units):
-        """One block per output block, then sums and cascades of 2 and 4 (`fry(kind="auto")`)."""
-        return [{}, {"sum_blocks": 2}, {"cascade": 2}, {"sum_blocks": 4}, {"cascade": 4}]
+        """One block per output block, then sums of 2 and 4 (`fry(kind="auto")`).
+
+        Not cascades: a cascade copies a Dense a little better than a sum of
+        as many blocks, which the layer errors that auto compares would
+        reward, but fine-tunes worse (docs/fry.md, "More capacity").
+        """
+        return [{}, {"sum_blocks": 2}, {"sum_blocks": 4}]
 
     @classmethod
     def from_dense(cls, dense, **kwargs):

@@ -79,6 +79,7 @@ class HashedDense(DenseLikeLayer):
     """
 
     kind = "hashed_dense"
+    size_argument = "num_buckets"
     replaces = keras.layers.Dense
     required_arguments = ("num_buckets",)
     closed_form = True

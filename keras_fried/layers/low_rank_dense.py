@@ -48,6 +48,7 @@ class LowRankDense(DenseLikeLayer):
     """
 
     kind = "low_rank_dense"
+    size_argument = "rank"
     replaces = keras.layers.Dense
     required_arguments = ("rank",)
     closed_form = True

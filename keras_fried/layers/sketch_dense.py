@@ -65,6 +65,7 @@ class SketchDense(DenseLikeLayer):
     """
 
     kind = "sketch_dense"
+    size_argument = "rank"
     replaces = keras.layers.Dense
     required_arguments = ("rank",)
     closed_form = True

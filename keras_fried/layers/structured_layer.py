@@ -110,6 +110,9 @@ class StructuredLayer(keras.layers.Layer):
         data_aware: Whether `from_dense` takes `inputs=` (what the replaced
             layer sees) and is then already the best fit on them.
         from_trained: Whether it can replace a trained layer at all (`fry`).
+        size_argument: The integer constructor argument that its parameters
+            grow with in steps (`"rank"`), which `fry(kind="auto",
+            validate=...)` raises to fill a budget; None for a fixed size.
     """
 
     kind = None
@@ -118,6 +121,7 @@ class StructuredLayer(keras.layers.Layer):
     closed_form = False
     data_aware = False
     from_trained = True
+    size_argument = None
 
     def add_structure_weight(self, name, value, dtype="float32"):
         weight = self.add_weight(
