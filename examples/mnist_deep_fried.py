@@ -200,7 +200,8 @@ def with_bias_learning_rate(optimizer_class, multiplier):
 
     class BiasRateOptimizer(optimizer_class):
         def update_step(self, gradient, variable, learning_rate):
-            if variable.name == "bias":
+            # A Keras variable ("bias") or, under TensorFlow, the tf.Variable inside it ("bias:0").
+            if variable.name.split(":")[0].rsplit("/", 1)[-1] == "bias":
                 learning_rate = learning_rate * multiplier
             return super().update_step(gradient, variable, learning_rate)
 

@@ -3,6 +3,8 @@
 import json
 import os
 import re
+
+import pytest
 import subprocess
 import sys
 
@@ -116,3 +118,94 @@ def test_help_is_self_contained():
     result = _run("--help")
     assert result.returncode == 0, result.stderr[-3000:]
     assert "see above" not in result.stdout and "Caffe's LeNet solver" in result.stdout
+
+
+def _main_job():
+    """examples/mnist_deep_fried.py as a module, for its functions (the CLI runs are above)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("mnist_deep_fried", os.path.join(ROOT, "examples",
+                                                                                   "mnist_deep_fried.py"))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.parametrize("flags, message", [
+    (["--init", "caffe", "--models", "reference", "circulant-1024"],
+     "--init caffe starts Table 1's networks.*circulant-1024 are not in the paper"),
+    (["--sigma-grid", "0.25", "--models", "reference", "adaptive-fastfood-1024"],
+     "--sigma-grid chooses the bandwidth of the non-adaptive Fastfood rows.*AdaptiveFastfood learns"),
+    (["--dropout-rate", "0.2"], "--dropout-rate 0.2 sets the rate of a dropout that none of the rows has"),
+    (["--dropout", "inner", "--dropout-rate", "1"], r"--dropout-rate must be in \(0, 1\). Received: 1"),
+    (["--bias-lr-mult", "-2"], "--bias-lr-mult must be positive. Received: -2"),
+    (["--sigma-grid", "0", "0.5"], "--sigma-grid takes positive bandwidths. Received: 0 0.5"),
+    (["--threads", "0"], "--threads must be positive. Received: 0"),
+])
+def test_options_that_do_not_combine_are_refused_before_training(flags, message, capsys):
+    with pytest.raises(SystemExit):
+        _main_job().parse_args(flags)
+    assert re.search(message, capsys.readouterr().err)
+
+
+def test_caffe_xavier_and_the_bias_learning_rate():
+    import keras
+    import numpy as np
+
+    job = _main_job()
+    caffe = job.build_model("reference", "none", seed=0, init="caffe")
+    keras_default = job.build_model("reference", "none", seed=0)
+    for name, fan_in in (("conv1", 25), ("conv2", 500), ("fc", 800), ("classifier", 500)):
+        kernel = np.asarray(caffe.get_layer(name).kernel)
+        assert np.abs(kernel).max() <= np.sqrt(3 / fan_in) + 1e-7  # uniform, variance 1 / fan_in
+        assert abs(kernel.var() * fan_in - 1) < 0.15, name
+    assert np.asarray(keras_default.get_layer("conv1").kernel).var() * 25 < 0.2  # Glorot: 25 * 2 / 525
+    # Caffe's lr_mult 2 on biases: one SGD step moves the bias twice as far, the kernel as far.
+    x, y = np.ones((4, 3), "float32"), np.zeros((4, 1), "float32")
+    steps = []
+    for optimizer_class in (keras.optimizers.SGD, job.with_bias_learning_rate(keras.optimizers.SGD, 2.0)):
+        keras.utils.set_random_seed(0)
+        model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(1, bias_initializer="ones")])
+        before = [np.array(w) for w in model.get_weights()]
+        model.compile(optimizer_class(0.1, momentum=0.9), "mse")
+        model.train_on_batch(x, y)
+        steps.append([np.array(w) - b for w, b in zip(model.get_weights(), before)])
+    np.testing.assert_allclose(steps[1][0], steps[0][0], rtol=1e-6)
+    np.testing.assert_allclose(steps[1][1], 2 * steps[0][1], rtol=1e-6)
+    assert job.with_bias_learning_rate(keras.optimizers.SGD, 1.0) is keras.optimizers.SGD
+
+
+def test_study_options_are_settings_of_the_results_file(tmp_path):
+    out = tmp_path / "out"
+    flags = ["--quick", "--protocol", "paper", "--iterations", "4", "--dropout", "inner", "--dropout-rate", "0.2",
+             "--init", "caffe", "--bias-lr-mult", "2", "--models", "adaptive-fastfood-1024", "--threads", "1",
+             "--data-dir", _fake_mnist_folder(tmp_path, train=256, test=64), "--out", str(out), "--verbose", "0"]
+    result = _run(*flags)
+    assert result.returncode == 0, result.stderr[-3000:]
+    settings = json.loads((out / "results.json").read_text())["settings"]
+    assert settings["init"] == "caffe" and settings["bias_lr_mult"] == 2 and settings["dropout_rate"] == 0.2
+    assert "sigma_grid" not in settings  # defaults are left out: files from before the options still resume
+    # Another rate into the same folder would mix two studies: refused.
+    other = _run(*[f if f != "0.2" else "0.1" for f in flags])
+    assert other.returncode != 0 and "other settings" in other.stderr
+
+
+def test_the_study_runs_each_cell_beside_its_baseline_and_resumes(tmp_path):
+    out = tmp_path / "study"
+    command = [sys.executable, "examples/table1_hypotheses.py", "--quick", "--seeds", "1", "--cells",
+               "paper-inner-0.2", "--data-dir", _fake_mnist_folder(tmp_path, train=256, test=64), "--out", str(out)]
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
+    result = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    table = (out / "results.md").read_text()
+    # The committed paper-protocol table is the baseline of the fried rows (dropout after, 3 seeds).
+    assert "| paper | paper-inner-0.2: inner dropout 0.2 instead of dropout 0.5 after | " \
+           "adaptive-fastfood-1024 + inner dropout |" in table
+    assert "--dropout inner --dropout-rate 0.2 --models adaptive-fastfood-1024 adaptive-fastfood-2048" in table
+    rows = json.loads((out / "results.json").read_text())["rows"]
+    assert {r["model"] for r in rows} == {"adaptive-fastfood-1024", "adaptive-fastfood-2048"}
+    assert all(len(r["test_errors"]) == 1 and "baseline_mean" in r for r in rows)
+    assert (out / "error_vs_params.png").stat().st_size > 10_000
+    again = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert (out / "paper-inner-0.2" / "run.log").read_text().count("done earlier, skipped") == 2
