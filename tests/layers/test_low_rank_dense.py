@@ -95,3 +95,22 @@ def test_bad_rank(rank):
 def test_rank_larger_than_dimensions():
     with pytest.raises(ValueError, match=r"min\(input_dim, units\) = 4.*rank=5"):
         LowRankDense(4, rank=5).build((None, 10))
+
+
+def test_the_gram_svd_of_large_kernels_truncates_as_the_svd_does(monkeypatch):
+    from keras_fried.layers import low_rank_dense
+
+    rng = np.random.default_rng(0)
+    decaying = rng.standard_normal((300, 200)) * 0.9 ** np.arange(200)
+    exact_rank_3 = rng.standard_normal((200, 3)) @ rng.standard_normal((3, 300))
+    monkeypatch.setattr(low_rank_dense, "GRAM_SVD_FROM", 100)  # the Gram path at a test's size
+    for matrix in (decaying, exact_rank_3):
+        u, s, vt = low_rank_dense.thin_svd(matrix)
+        reference_u, reference_s, reference_vt = np.linalg.svd(matrix, full_matrices=False)
+        # Below about 1e-8 of the largest, the Gram path keeps no relative precision (the docstring).
+        np.testing.assert_allclose(s[:20], reference_s[:20], rtol=1e-8, atol=1e-7 * reference_s[0])
+        for rank in (1, 3, 10):
+            error = np.linalg.norm(matrix - (u[:, :rank] * s[:rank]) @ vt[:rank])
+            best = np.linalg.norm(matrix - (reference_u[:, :rank] * reference_s[:rank]) @ reference_vt[:rank])
+            assert abs(error - best) <= 1e-7 * np.linalg.norm(matrix)
+        assert np.isfinite(u).all()  # the zero singular values of the rank-3 matrix give zero columns
