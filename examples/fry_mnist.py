@@ -72,6 +72,10 @@ ROWS = {
     "auto-10x": ("auto", {"compression": 10}, ("data",), 10),
     # The same, the finalists (each kind's best, grown to the budget) judged by `validation_loss`.
     "auto-10x-validated": ("auto", {"compression": 10}, ("data",), 10),
+    # Three of its finalists' sizes (the budget filled), fried and fine-tuned as the other rows.
+    "hashed-dense-12000": ("hashed_dense", {"num_buckets": 12_000}, ("data",), 10),
+    "adaptive-fastfood-sum3": ("adaptive_fastfood", {"sum_blocks": 3}, ("data",), 10),
+    "low-rank-dense-rank-9": ("low_rank_dense", {"rank": 9}, ("data",), 10),
 }
 VALIDATED_ROWS = {"auto-10x-validated"}
 # Training images held out for `validation_loss` (the test set is never used to choose).

@@ -572,8 +572,10 @@ def fry(
             `kind="auto"`, a missing target, a budget not below the model's
             parameters, a compression not above 1, a tolerance outside
             (0, 1), an unknown candidate, a size argument it would choose,
-            and (unless `strict=False`) a target that no choice meets, raised
-            before the model is built, the original untouched.
+            a `validate` that is not callable, and (unless `strict=False`) a
+            target that no choice meets, raised before the model is built, the
+            original untouched; and when `validate` returns anything but a
+            finite number.
 
     Example:
 
