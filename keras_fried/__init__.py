@@ -43,7 +43,7 @@ from keras_fried.pruning import prune  # noqa: E402
 from keras_fried.surgery import fry  # noqa: E402
 from keras_fried.trifactorization import trifactorize  # noqa: E402
 
-__version__ = "0.5.0"
+__version__ = "0.6.0"
 
 # Loaded on first attribute access (PEP 562).
 _LAZY_SUBMODULES = ("datasets", "tflite", "tuning")  # surgery loads with `fry`
