@@ -9,7 +9,7 @@ repeated runs), and MNIST test accuracy over the full test set. Writes the
 
 Usage:
     python examples/mnist_deep_fried.py --data-dir ../shared/data/mnist \\
-        --models reference adaptive-fastfood-1024 --save-models --out results/mnist_models
+        --models reference adaptive-fastfood-1024 --dropout off --save-models --out results/mnist_models
     python tflite/export_mnist.py --models-dir results/mnist_models --data-dir ../shared/data/mnist
 """
 
