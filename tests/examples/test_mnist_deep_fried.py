@@ -3,10 +3,10 @@
 import json
 import os
 import re
-
-import pytest
 import subprocess
 import sys
+
+import pytest
 
 from tests.datasets.test_mnist import _fake_mnist_folder
 
