@@ -9,6 +9,7 @@ new layer's matrix against the old kernel). The fully connected head
 
 Usage:
     python benchmarks/fry_vgg16.py [--kinds adaptive_fastfood circulant] [--repeat 3]
+    python benchmarks/fry_vgg16.py --kinds low_rank_dense --rank 256
 """
 
 import argparse
@@ -29,6 +30,8 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--kinds", nargs="+", default=["adaptive_fastfood", "circulant"])
     parser.add_argument("--repeat", type=int, default=1, help="fry calls per kind (the table gives each time)")
+    parser.add_argument("--rank", type=int, default=256, help="the rank of the kinds that need one (low_rank_dense, "
+                        "sketch_dense; default 256, as examples/fry_imagenet_scale.py)")
     args = parser.parse_args(argv)
     start = time.perf_counter()
     model = keras.applications.VGG16(weights=None)
@@ -41,7 +44,8 @@ def main(argv=None):
         times = []
         for _ in range(args.repeat):
             start = time.perf_counter()
-            fried, report = keras_fried.fry(model, kind, return_report=True)
+            rank = {"rank": args.rank} if "rank" in keras_fried.layers.registry.get(kind).required_arguments else {}
+            fried, report = keras_fried.fry(model, kind, return_report=True, **rank)
             times.append(time.perf_counter() - start)
         worst = max(entry["relative_error"] for entry in report)
         rows.append([kind, ", ".join(f"{t:.1f}" for t in times), f"{model.count_params():,}",
