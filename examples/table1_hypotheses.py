@@ -1,9 +1,10 @@
 """Why the fried rows of Table 1 trail the paper: each hypothesis as a run of mnist_deep_fried.py.
 
 Each cell is one command of `examples/mnist_deep_fried.py` (3 seeds, its own
-results folder under --out) that changes one thing against the committed
-baseline tables (docs/results/table1_paper, table1_adam) under the paper's
-protocol or under our Adam recipe:
+results folder under --out) that changes one thing against a committed table
+under the paper's protocol (docs/results/table1_paper) or under our Adam recipe
+(docs/results/table1_adam, without dropout, or table1_adam_dropout, the main
+job's default since 0.6: dropout after the fried rows' FC layer):
 
 - `caffe`: Caffe's LeNet settings the paper's solver came with, its "xavier"
   filler and a bias learning rate of 2x (`--init caffe --bias-lr-mult 2`);
@@ -42,27 +43,35 @@ ADAPTIVE = ["adaptive-fastfood-1024", "adaptive-fastfood-2048"]
 WITH_SIGMA = ["fastfood-1024", "fastfood-2048"]
 SIGMA_GRID = ["--sigma-grid", "0.125", "0.25", "0.5"]
 
-# cell -> (protocol, options of mnist_deep_fried.py, models, what it changes). In the order they run:
-# the cells of the AdaptiveFastfood rows first.
+# The committed tables the cells are compared with (3 seeds each).
+PAPER_TABLE = "docs/results/table1_paper"  # the paper's protocol: dropout after the fried rows' FC layer
+ADAM_TABLE = "docs/results/table1_adam"  # our recipe without dropout (the default until 0.5)
+ADAM_DROPOUT_TABLE = "docs/results/table1_adam_dropout"  # our recipe, dropout after the fried rows' FC layer
+
+# cell -> (protocol, options of mnist_deep_fried.py, models, what it changes, the table it is compared
+# with). Every cell names its --dropout: a default that changes must not change a cell. In the order
+# they run: the cells of the AdaptiveFastfood rows first.
 CELLS = {
-    "adam-dropout": ("adam", ["--dropout", "on"], ["reference", *ADAPTIVE], "dropout 0.5 after the FC layer"),
-    "paper-caffe": ("paper", ["--init", "caffe", "--bias-lr-mult", "2"], ["reference", *ADAPTIVE],
-                    "Caffe's xavier filler, bias learning rate x2"),
-    "adam-caffe": ("adam", ["--init", "caffe", "--bias-lr-mult", "2"], ["reference", *ADAPTIVE],
-                   "Caffe's xavier filler, bias learning rate x2"),
+    "adam-dropout": ("adam", ["--dropout", "on"], ["reference", *ADAPTIVE], "dropout 0.5 after the FC layer",
+                     ADAM_TABLE),
+    "paper-caffe": ("paper", ["--dropout", "paper", "--init", "caffe", "--bias-lr-mult", "2"],
+                    ["reference", *ADAPTIVE], "Caffe's xavier filler, bias learning rate x2", PAPER_TABLE),
+    "adam-caffe": ("adam", ["--dropout", "off", "--init", "caffe", "--bias-lr-mult", "2"], ["reference", *ADAPTIVE],
+                   "Caffe's xavier filler, bias learning rate x2", ADAM_TABLE),
     "paper-inner-0.2": ("paper", ["--dropout", "inner", "--dropout-rate", "0.2"], ADAPTIVE,
-                        "inner dropout 0.2 instead of dropout 0.5 after"),
-    "adam-inner-0.2": ("adam", ["--dropout", "inner", "--dropout-rate", "0.2"], ADAPTIVE, "inner dropout 0.2"),
-    "paper-sigma": ("paper", SIGMA_GRID, WITH_SIGMA, "sigma grid 0.125 / 0.25 / 0.5 sqrt(d)"),
-    "adam-sigma": ("adam", SIGMA_GRID, WITH_SIGMA, "sigma grid 0.125 / 0.25 / 0.5 sqrt(d)"),
+                        "inner dropout 0.2 instead of dropout 0.5 after", PAPER_TABLE),
+    "adam-inner-0.2": ("adam", ["--dropout", "inner", "--dropout-rate", "0.2"], ADAPTIVE, "inner dropout 0.2",
+                       ADAM_TABLE),
+    "paper-sigma": ("paper", ["--dropout", "paper", *SIGMA_GRID], WITH_SIGMA,
+                    "sigma grid 0.125 / 0.25 / 0.5 sqrt(d)", PAPER_TABLE),
+    "adam-sigma": ("adam", ["--dropout", "paper", *SIGMA_GRID], WITH_SIGMA, "sigma grid 0.125 / 0.25 / 0.5 sqrt(d)",
+                   ADAM_DROPOUT_TABLE),
 }
-# The committed tables each cell is compared with (the main job's defaults, 3 seeds).
-BASELINES = {"paper": "docs/results/table1_paper", "adam": "docs/results/table1_adam"}
 
 
 def command(cell, args):
     """The mnist_deep_fried.py command line of a cell, as the docs print it."""
-    protocol, options, models, _ = CELLS[cell]
+    protocol, options, models, _, _ = CELLS[cell]
     line = [MAIN_JOB, "--protocol", protocol, *options, "--models", *models, "--seeds", str(args.seeds)]
     if args.data_dir:
         line += ["--data-dir", args.data_dir]
@@ -103,27 +112,27 @@ def mean_sd(values):
     return statistics.fmean(values), statistics.stdev(values) if len(values) > 1 else 0.0
 
 
-def baseline_runs(protocol, model):
-    """The baseline table's runs of `model` (the paper protocol's fried rows have dropout after)."""
-    rows, _ = load_rows(BASELINES[protocol])
+def baseline_runs(table, model):
+    """The committed table's runs of `model` (with whatever dropout that table gave the row)."""
+    rows, _ = load_rows(table)
     return next((runs for (name, _), runs in rows.items() if name == model), [])
 
 
 def summary(args):
     """Rows of the combined table, each cell beside its baseline."""
     table = []
-    for cell, (protocol, _, models, change) in CELLS.items():
+    for cell, (protocol, _, models, change, compared_with) in CELLS.items():
         if cell not in args.cells:
             continue
         rows, _ = load_rows(os.path.join(args.out, cell))
         for (model, dropout), runs in rows.items():
             errors = [r["test_error"] for r in runs]
-            base = [r["test_error"] for r in baseline_runs(protocol, model)]
+            base = [r["test_error"] for r in baseline_runs(compared_with, model)]
             mean, sd = mean_sd(errors)
             row = {"cell": cell, "protocol": protocol, "change": change, "model": model, "dropout": dropout,
                    "seeds": [r["seed"] for r in runs], "test_errors": errors, "mean": mean, "sd": sd,
                    "params": runs[0]["params"], "sigma_relative": runs[0].get("sigma_relative"),
-                   "command": " ".join(["python", *command(cell, args)])}
+                   "baseline_table": compared_with, "command": " ".join(["python", *command(cell, args)])}
             if base:
                 row["baseline_mean"], row["baseline_sd"] = mean_sd(base)
                 row["change_of_mean"] = mean - row["baseline_mean"]
@@ -143,7 +152,8 @@ def markdown(table):
         lines.append(f"| {r['protocol']} | {r['cell']}: {r['change']} | {label} | {r['mean']:.2f} +- "
                      f"{r['sd']:.2f}% | {len(r['seeds'])} | {base} | {change} | {r['params']:,} |")
     commands = sorted({(r["cell"], r["command"]) for r in table})
-    lines += ["", "Commands (each resumes; the baselines are docs/results/table1_paper and table1_adam):", ""]
+    lines += ["", "Baselines: " + "; ".join(f"{cell}: {CELLS[cell][4]}" for cell, _ in commands) + ".", "",
+              "Commands (each resumes):", ""]
     lines += [f"- `{cell}`: `{line}`" for cell, line in commands]
     return "\n".join(lines)
 
@@ -203,7 +213,7 @@ def main(argv=None):
     with open(os.path.join(args.out, "results.md"), "w") as f:
         f.write(text + "\n")
     with open(os.path.join(args.out, "results.json"), "w") as f:
-        json.dump({"cells": {c: CELLS[c][:3] for c in args.cells}, "rows": table}, f, indent=2)
+        json.dump({"cells": {c: CELLS[c] for c in args.cells}, "rows": table}, f, indent=2)
     plot(table, os.path.join(args.out, "error_vs_params.png"))
     print("\n" + text)
     if failed:
