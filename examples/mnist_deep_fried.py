@@ -441,8 +441,8 @@ def parse_args(argv):
                              "weight decay 5e-4, batch 64, 10,000 iterations, inputs / 256, dropout on the "
                              "fried rows")
     parser.add_argument("--dropout", nargs="?", const="on", choices=["on", "off", "paper", "inner"], default=None,
-                        help="dropout 0.5: on (the bare flag; after the FC layer), off, paper (after the "
-                             "fried rows' FC layer only) or inner (inside the fried layers, where the paper "
+                        help="dropout (at --dropout-rate): on (the bare flag; after the FC layer), off, paper "
+                             "(after the fried rows' FC layer only) or inner (inside the fried layers, where the paper "
                              "put it; the reference gets none); default paper (as the paper's Table 1)")
     parser.add_argument("--dropout-rate", type=float, default=0.5,
                         help="the rate of the dropout that --dropout sets (default 0.5); with --dropout inner, "
