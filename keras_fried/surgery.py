@@ -317,11 +317,18 @@ def _auto_fry(graph, model, targets, recorded, data, search, strict, validate, d
     for label, choice in options:
         fried, started = _fry_choice(graph, model, choice, recorded, inputs, data, distill_epochs,
                                      output_distill_epochs, batch_size, verbose)
+        params = fixed + sum(new.count_params() for new, _ in started.values())
+        if budget is not None and params > budget:  # grown past the budget by its estimate: not a finalist
+            scores.append(f"{label} ({_choice_line(choice, graph.path)}): {params:,} parameters, over the budget")
+            continue
         score = _validate_score(validate, fried)
         scores.append(f"{label} ({_choice_line(choice, graph.path)}): {score:.4g}")
         if best is None or score < best[0]:
             best = score, label, fried, started, choice
         del fried, started  # the best is kept in `best`: a large model is not held twice
+    if best is None:  # every grown finalist overshot its estimate: a kind whose size is not linear in it
+        raise RuntimeError("fry(kind='auto', validate=...): every finalist grew past the budget: "
+                           + "; ".join(scores))
     score, label, fried, started, choice = best
     judged = (f"; of {len(options)} finalists, validate() scored this one ({label}) lowest: "
               + "; ".join(scores))

@@ -253,3 +253,23 @@ def test_a_grown_size_keeps_the_parameters_per_step_of_its_family():
     assert size == {"rank": 6} and params == 6 * 112 + 48
     assert fry_search.grown(options[2], options, room=100) is None  # less than a step
     assert fry_search.grown({"cls": keras_fried.layers.Circulant, "size": {}, "params": 10}, [], 1_000) is None
+
+
+def test_a_finalist_grown_past_the_budget_is_not_scored(monkeypatch):
+    model = _low_rank_model(rank=2)
+    real_grown = fry_search.grown
+
+    def overshooting(candidate, options, room):  # a kind whose parameters were not linear in its size
+        bigger = real_grown(candidate, options, room)
+        if bigger is None or candidate["cls"] is not keras_fried.layers.LowRankDense:
+            return bigger
+        return {**bigger[0], "rank": 30}, bigger[1]  # says it fits; rank 30 holds far more
+
+    monkeypatch.setattr(fry_search, "grown", overshooting)
+    scored = []
+    fried, report = keras_fried.fry(model, "auto", max_params=2_500, candidates=["low_rank_dense", "hashed_dense"],
+                                    validate=lambda fried: scored.append(_kinds(fried)["low"]) or 0.0,
+                                    return_report=True)
+    assert scored == ["HashedDense"] and _kinds(fried)["low"] == "HashedDense"
+    assert keras_fried.count_params(fried) <= 2_500
+    assert "over the budget" in report[0]["choice"]
