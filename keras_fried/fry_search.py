@@ -8,7 +8,9 @@ layer's inputs (recorded on `data`; without data, on Gaussian probe inputs,
 which measures the error of its matrix). Then `choose` keeps, per layer, the
 smallest candidate within the tolerance, or spreads a parameter budget over
 the layers where it lowers the errors most (a greedy walk up each layer's
-frontier of parameters against error). `surgery.fry` does the rest.
+frontier of parameters against error). With `validate`, `finalists` lists
+that choice and each kind's own, `fill` grows each to the budget, and
+`surgery` fries and scores them. `surgery.fry` does the rest.
 """
 
 import inspect
@@ -205,12 +207,9 @@ def finalists(measured, budget, tolerance, fixed_params, strict, path):
     """`[(label, {layer: (candidate, why)})]` for `validate` to judge: the choice among every kind (as
     `choose` makes it), then each kind's own (every layer of that kind) where that kind alone meets the
     target; the same choice is listed once."""
-    kinds = {}
-    for options in measured.values():
-        for candidate in options:
-            kinds.setdefault(candidate["cls"].kind, candidate["cls"])
+    kinds = sorted({candidate["cls"].kind for options in measured.values() for candidate in options})
     result = [("every kind", choose(measured, budget, tolerance, fixed_params, strict, path))]
-    for kind in sorted(kinds):
+    for kind in kinds:
         alone = {layer: [c for c in options if c["cls"].kind == kind] for layer, options in measured.items()}
         if not all(alone.values()):
             continue
