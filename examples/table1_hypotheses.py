@@ -96,16 +96,16 @@ def run_cell(cell, args):
 
 
 def load_rows(folder):
-    """`{(model, dropout): [test errors by seed]}` and the runs of a results.json (empty if none)."""
+    """`{(model, dropout): [runs by seed]}` of a results.json (empty if there is none)."""
     path = os.path.join(ROOT, folder, "results.json")
     if not os.path.exists(path):
-        return {}, []
+        return {}
     with open(path) as f:
         runs = json.load(f)["runs"]
     rows = {}
     for run in sorted(runs, key=lambda r: r["seed"]):
         rows.setdefault((run["model"], run["dropout"]), []).append(run)
-    return rows, runs
+    return rows
 
 
 def mean_sd(values):
@@ -114,7 +114,7 @@ def mean_sd(values):
 
 def baseline_runs(table, model):
     """The committed table's runs of `model` (with whatever dropout that table gave the row)."""
-    rows, _ = load_rows(table)
+    rows = load_rows(table)
     return next((runs for (name, _), runs in rows.items() if name == model), [])
 
 
@@ -124,7 +124,7 @@ def summary(args):
     for cell, (protocol, _, models, change, compared_with) in CELLS.items():
         if cell not in args.cells:
             continue
-        rows, _ = load_rows(os.path.join(args.out, cell))
+        rows = load_rows(os.path.join(args.out, cell))
         for (model, dropout), runs in rows.items():
             errors = [r["test_error"] for r in runs]
             base = [r["test_error"] for r in baseline_runs(compared_with, model)]
